@@ -1,0 +1,56 @@
+"""Inference engines behind one `Engine` protocol, registered by name in `ENGINES`.
+
+Heavy imports (torch, transformers) happen inside the engine modules' methods, so importing this
+package or listing the registry stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from llm_energy.engines.base import Batch, Engine
+from llm_energy.errors import ConfigError
+
+ENGINES: dict[str, str] = {
+    "hf": "llm_energy.engines.hf:HFEngine",
+    "simulated": "llm_energy.engines.simulated:SimulatedEngine",
+}
+"""The registry: engine name → `module:Class`. The one place to add an engine."""
+
+ENGINE_MODES: dict[str, tuple[str, ...]] = {
+    "hf": ("eager", "compiled", "cudagraphs"),
+    "simulated": ("default",),
+}
+"""Valid modes per engine (the first is the default)."""
+
+
+def engine_class(name: str) -> Any:
+    """Import and return the engine class registered under `name`.
+
+    Raises:
+        ConfigError: `name` is not registered; the message lists the valid names.
+    """
+    if name not in ENGINES:
+        raise ConfigError(f"unknown engine {name!r}; valid engines: {', '.join(sorted(ENGINES))}")
+    module_name, _, attr = ENGINES[name].partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def check_mode(engine: str, mode: str | None) -> str:
+    """Return the mode to use for `engine` (its default when `mode` is None).
+
+    Raises:
+        ConfigError: unknown engine or a mode the engine does not have (lists the valid ones).
+    """
+    if engine not in ENGINE_MODES:
+        raise ConfigError(f"unknown engine {engine!r}; valid engines: {', '.join(sorted(ENGINES))}")
+    modes = ENGINE_MODES[engine]
+    if mode is None:
+        return modes[0]
+    if mode not in modes:
+        raise ConfigError(f"unknown mode {mode!r} for engine {engine!r}; valid modes: {', '.join(modes)}")
+    return mode
+
+
+__all__ = ["ENGINES", "ENGINE_MODES", "Batch", "Engine", "check_mode", "engine_class"]

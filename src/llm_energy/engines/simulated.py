@@ -1,0 +1,93 @@
+"""A simulated engine: advances a shared `SimClock` and sets a `SimulatedGpu`'s power per phase.
+
+It implements the real `Engine` protocol, so runner → meter → store → report run end to end on a
+CPU in milliseconds, with known ground truth: prefill takes `prefill_s_per_token` per token at
+`prefill_power_w`, and each decode step takes `decode_step_s` at `decode_power_w`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llm_energy.engines.base import Batch
+from llm_energy.errors import EngineError, OutOfMemory
+from llm_energy.meters.simulated import SimClock, SimulatedGpu
+
+
+class SimulatedEngineConfig(BaseModel):
+    """Timing and power of the simulated engine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: str = "default"
+    prefill_s_per_token: float = Field(2e-5, gt=0, description="seconds per prefill token")
+    decode_step_s: float = Field(0.01, gt=0, description="seconds per decode step (any batch size)")
+    prefill_power_w: float = Field(650.0, ge=0)
+    decode_power_w: float = Field(400.0, ge=0)
+    idle_power_w: float = Field(70.0, ge=0)
+    max_batch_size: int = Field(1024, gt=0, description="larger batches raise OutOfMemory")
+
+
+class SimulatedEngine:
+    """Engine whose 'work' is advancing a simulated clock while drawing scripted power."""
+
+    name: ClassVar[str] = "simulated"
+    Config: ClassVar[type[SimulatedEngineConfig]] = SimulatedEngineConfig
+
+    def __init__(self, config: SimulatedEngineConfig, clock: SimClock, gpus: list[SimulatedGpu]) -> None:
+        self.config = config
+        self.clock = clock
+        self.gpus = gpus
+        self._batch: Batch | None = None
+        self._prefilled = False
+
+    def _set_power(self, power_w: float) -> None:
+        for gpu in self.gpus:
+            gpu.set_power_w(power_w)
+
+    def load(self) -> None:
+        """Loading takes one simulated second at idle power."""
+        self._set_power(self.config.idle_power_w)
+        self.clock.advance(1.0)
+
+    def prepare(self, batch: Batch) -> None:
+        """Reject batches above `max_batch_size` as out of memory; warm up for 0.5 s."""
+        if batch.batch_size > self.config.max_batch_size:
+            raise OutOfMemory(f"simulated: batch {batch.batch_size} > {self.config.max_batch_size}")
+        self._batch = batch
+        self._set_power(self.config.decode_power_w)
+        self.clock.advance(0.5)
+
+    def prefill(self) -> None:
+        """Advance the clock by the prefill time at prefill power."""
+        batch = self._require()
+        self._set_power(self.config.prefill_power_w)
+        self.clock.advance(batch.prefill_tokens * self.config.prefill_s_per_token)
+        self._prefilled = True
+
+    def decode(self) -> int:
+        """Advance the clock by the decode steps at decode power."""
+        batch = self._require()
+        if not self._prefilled:
+            raise EngineError("decode() called before prefill()")
+        self._set_power(self.config.decode_power_w)
+        self.clock.advance(batch.decode_steps * self.config.decode_step_s)
+        return batch.decode_tokens
+
+    def synchronize(self) -> None:
+        """Nothing is asynchronous in the simulation."""
+
+    def describe(self) -> dict[str, Any]:
+        """Return the simulated engine's settings."""
+        return {"engine": self.name, **self.config.model_dump()}
+
+    def close(self) -> None:
+        """Drop back to idle power."""
+        self._set_power(self.config.idle_power_w)
+
+    def _require(self) -> Batch:
+        if self._batch is None:
+            raise EngineError("prepare() must be called first")
+        return self._batch

@@ -1,0 +1,125 @@
+"""Measure one point: prepare (compile, timed apart), then prefill, decode and total windows.
+
+The runner, not the engine, places the meter windows: each phase runs inside its own window and is
+repeated until the window lasts `target_window_s`, so a window spans many counter update periods
+(see docs/methodology.md). The `total` window runs whole generations (prefill + decode) and checks
+that prefill + decode adds up. A failed point becomes a `RunResult` with status `oom` or `error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from llm_energy.engines.base import Batch, Engine
+from llm_energy.errors import EngineError, OutOfMemory
+from llm_energy.meters.base import Clock, EnergyMeter
+from llm_energy.records import Measurement, Phase, PhaseResult, RunResult
+from llm_energy.sweep.spec import Point
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a point is measured.
+
+    Attributes:
+        target_window_s: Each phase is repeated inside its window until the window lasts this long
+            (≥ 10 counter update periods keeps the update-period uncertainty ≤ 10%).
+        max_repetitions: Upper bound on repetitions inside one window.
+        measure_total: Also measure whole generations in a `total` window.
+        repeats: Independent measurements of the point (each stored as its own run).
+    """
+
+    target_window_s: float = 2.0
+    max_repetitions: int = 100_000
+    measure_total: bool = True
+    repeats: int = 1
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def repeat_in_window(meter: EnergyMeter, name: str, body: Callable[[], object], sync: Callable[[], None],
+                     clock: Clock, options: RunOptions) -> tuple[Measurement, int]:
+    """Run `body` repeatedly inside meter window `name` until it lasts `target_window_s`.
+
+    Returns:
+        The window's measurement and the number of repetitions it holds.
+    """
+    reps = 0
+    with meter.window(name) as w:
+        t0_s = clock()
+        while True:
+            body()
+            sync()  # CUDA is asynchronous: wait before reading the clock
+            reps += 1
+            if clock() - t0_s >= options.target_window_s or reps >= options.max_repetitions:
+                break
+    return w.measurement, reps
+
+
+def measure_phases(engine: Engine, meter: EnergyMeter, batch: Batch, clock: Clock,
+                   options: RunOptions) -> dict[Phase, PhaseResult]:
+    """Measure prefill, decode and (optionally) total of a prepared engine."""
+    phases: dict[Phase, PhaseResult] = {}
+    m, reps = repeat_in_window(meter, "prefill", engine.prefill, engine.synchronize, clock, options)
+    phases["prefill"] = PhaseResult("prefill", m, reps, batch.prefill_tokens)
+    if batch.decode_steps > 0:
+        engine.prefill()  # the state decode starts from; outside the decode window
+        engine.synchronize()
+        m, reps = repeat_in_window(meter, "decode", engine.decode, engine.synchronize, clock, options)
+        phases["decode"] = PhaseResult("decode", m, reps, batch.decode_tokens)
+    if options.measure_total:
+
+        def generate() -> None:
+            engine.prefill()
+            if batch.decode_steps > 0:
+                engine.decode()
+
+        m, reps = repeat_in_window(meter, "total", generate, engine.synchronize, clock, options)
+        phases["total"] = PhaseResult("total", m, reps, batch.batch_size * batch.output_tokens)
+    return phases
+
+
+def run_point(engine: Engine, meter: EnergyMeter, point: Point, *, env: Mapping[str, Any],
+              options: RunOptions | None = None, clock: Clock = time.monotonic, load_s: float = 0.0,
+              idle: Measurement | None = None) -> list[RunResult]:
+    """Prepare `engine` for `point` and measure it `options.repeats` times.
+
+    Never raises for a failing configuration: out-of-memory becomes status `oom`, any other engine
+    failure status `error`, each with its message, so a sweep can go on.
+
+    Returns:
+        One `RunResult` per repeat (a single failed result if preparation failed).
+    """
+    options = options or RunOptions()
+    batch = Batch(point.batch_size, point.input_len, point.output_len, point.seed)
+    config = {**point.model_dump(), "point_id": point.point_id(),
+              "target_window_s": options.target_window_s, "engine_facts": dict(engine.describe())}
+    base = {"config": config, "env": dict(env), "load_s": load_s}
+    idle_phase: dict[Phase, PhaseResult] = {} if idle is None else {"idle": PhaseResult("idle", idle, 1, 0)}
+    t0_s = clock()
+    try:
+        engine.prepare(batch)
+        compile_s = clock() - t0_s
+        results = []
+        for _ in range(options.repeats):
+            phases = measure_phases(engine, meter, batch, clock, options)
+            results.append(RunResult(run_id=uuid.uuid4().hex, phases={**phases, **idle_phase}, status="ok",
+                                     compile_s=compile_s, created_at=_now_iso(), **base))
+        return results
+    except OutOfMemory as exc:
+        logger.warning("out of memory at %s: %s", point, exc)
+        return [RunResult(run_id=uuid.uuid4().hex, status="oom", error=str(exc), created_at=_now_iso(), **base)]
+    except (EngineError, RuntimeError) as exc:
+        logger.warning("point failed %s: %s", point, exc)
+        return [RunResult(run_id=uuid.uuid4().hex, status="error", error=f"{type(exc).__name__}: {exc}",
+                          created_at=_now_iso(), **base)]

@@ -1,0 +1,50 @@
+"""Shared fixtures: a simulated clock and GPU, a simulated engine, a temporary store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llm_energy.engines.simulated import SimulatedEngine, SimulatedEngineConfig
+from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
+from llm_energy.store import Store
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _has_cuda():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run on the device)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def sim_clock() -> SimClock:
+    return SimClock()
+
+
+@pytest.fixture
+def sim_gpu(sim_clock: SimClock) -> SimulatedGpu:
+    return SimulatedGpu(sim_clock, PowerTrace.constant(700.0))
+
+
+@pytest.fixture
+def sim_engine(sim_clock: SimClock, sim_gpu: SimulatedGpu) -> SimulatedEngine:
+    return SimulatedEngine(SimulatedEngineConfig(), sim_clock, [sim_gpu])
+
+
+@pytest.fixture
+def tmp_store(tmp_path: Path) -> Store:
+    store = Store(tmp_path / "runs.db")
+    yield store
+    store.close()

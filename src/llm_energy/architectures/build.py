@@ -212,3 +212,16 @@ def meta_param_count(arch: Architecture) -> int:
     with torch.device("meta"):
         model = auto_model.from_config(config)
     return int(sum(parameter.numel() for parameter in model.parameters()))
+
+
+def reinit_parameters(model: torch.nn.Module, init: Literal["uniform", "zeros"], seed: int = 0) -> None:
+    """Overwrite `model`'s weights in place with `init` (keeps tensor addresses, so compiled CUDA
+    graphs stay valid: the weight-sensitivity study swaps weights without recompiling).
+
+    Raises:
+        ConfigError: `init` is not `uniform` or `zeros`.
+    """
+    if init not in ("uniform", "zeros"):
+        raise ConfigError(f"in-place re-init supports 'uniform' and 'zeros', not {init!r}")
+    target = next(model.parameters()).device
+    _overwrite_parameters(model, init, seed, target)

@@ -182,6 +182,9 @@ def main() -> None:
                     store.write_run(r)
                     summary["runs"].append(_row(r, limit_s))
                     print(json.dumps(summary["runs"][-1]), flush=True)
+                if args.overhead and bs == 1 and results[0].status == "ok":
+                    summary.setdefault("overhead", []).append(overhead_study(engine, gpu, trial_s=2.0, rounds=5))
+                    print(json.dumps(summary["overhead"][-1]), flush=True)
                 if bs == args.sensitivity_batch and results[0].status == "ok":
                     batch = Batch(bs, args.input_len, args.output_len)
                     for init in ("uniform", "zeros"):
@@ -196,11 +199,6 @@ def main() -> None:
                         print(json.dumps(summary["runs"][-1]), flush=True)
                     engine.close()
                     engine.load()  # back to normal init for later points
-            if args.overhead:
-                batch = Batch(1, args.input_len, args.output_len)
-                engine.prepare(batch)
-                summary.setdefault("overhead", []).append(overhead_study(engine, gpu, trial_s=2.0, rounds=3))
-                print(json.dumps(summary["overhead"][-1]), flush=True)
             if args.agreement:
                 batch = Batch(64, args.input_len, args.output_len)
                 engine.prepare(batch)

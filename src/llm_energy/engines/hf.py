@@ -85,6 +85,10 @@ class HFEngine:
             else:
                 from transformers import StaticCache
 
+                # A new shape compiles anew: drop earlier graphs (and their CUDA-graph memory) so a
+                # sweep over many shapes neither leaks memory nor hits dynamo's recompile limit and
+                # silently falls back to eager.
+                torch._dynamo.reset()
                 self._cache = StaticCache(config=self.model.config,
                                           max_cache_len=batch.input_tokens + batch.output_tokens)
                 # One eager call first: the static cache allocates its tensors lazily on first use,
@@ -95,10 +99,14 @@ class HFEngine:
                 compile_mode = "reduce-overhead" if self.config.mode == "cudagraphs" else "default"
                 # dynamic=False: one graph per shape (prefill [B, L_in], decode [B, 1]), no guards on sizes.
                 self._step = torch.compile(self._forward_argmax, mode=compile_mode, fullgraph=True, dynamic=False)
-            # Warm-up: compile and capture both shapes (CUDA graphs are recorded on the second call).
-            for _ in range(2 if self.config.mode == "eager" else 3):
+            # Warm-up: compile and capture both shapes (CUDA graphs are recorded on the second call),
+            # then one full generation so the caching allocator holds every block the shape needs
+            # (on the H100 host, an eager decode's first full run took 2x longer than later ones).
+            for _ in range(1 if self.config.mode == "eager" else 3):
                 self.prefill()
                 self._decode_steps(min(batch.decode_steps, 3))
+            self.prefill()
+            self._decode_steps(batch.decode_steps)
             self.synchronize()
 
     def close(self) -> None:
@@ -158,13 +166,13 @@ class HFEngine:
         import torch
 
         batch = self._require_batch()
-        if self.config.mode != "eager":
-            self._rewind_static_cache(batch.input_tokens)
-        elif self._cache.get_seq_length() > batch.input_tokens:
-            self._cache.crop(batch.input_tokens - self._cache.get_seq_length())  # negative: tokens to drop
         tokens = [self._first_token]
         token = self._first_token
         with torch.inference_mode(), _oom_as_error():
+            if self.config.mode != "eager":
+                self._rewind_static_cache(batch.input_tokens)
+            elif self._cache.get_seq_length() > batch.input_tokens:
+                self._cache.crop(batch.input_tokens - self._cache.get_seq_length())  # negative: tokens to drop
             for i in range(steps):
                 token = self._call(token[:, None], batch.input_tokens + i)
                 tokens.append(token)

@@ -126,10 +126,18 @@ def agreement_study(gpu: Any, loads: dict[str, Any], window_s: float) -> list[di
         counter_meter.close()
         sampled_meter.close()
         ec, es = c.energy_j[f"gpu:{gpu.index}"], s.energy_j[f"gpu:{gpu.index}"]
-        out.append({"load": label, "window_s": c.duration_s, "counter_j": ec, "sampled_j": es,
-                    "counter_unc_j": c.uncertainty_j[f"gpu:{gpu.index}"],
-                    "sampled_unc_j": s.uncertainty_j[f"gpu:{gpu.index}"],
-                    "mean_power_w": ec / c.duration_s, "rel_diff": (es - ec) / ec})
+        out.append(
+            {
+                "load": label,
+                "window_s": c.duration_s,
+                "counter_j": ec,
+                "sampled_j": es,
+                "counter_unc_j": c.uncertainty_j[f"gpu:{gpu.index}"],
+                "sampled_unc_j": s.uncertainty_j[f"gpu:{gpu.index}"],
+                "mean_power_w": ec / c.duration_s,
+                "rel_diff": (es - ec) / ec,
+            }
+        )
     return out
 
 
@@ -153,7 +161,10 @@ def main() -> None:
     cpus, cpu_notes = detect_cpus()
     env = collect_env([gpu], cpus, notes + cpu_notes)
     summary: dict[str, Any] = {"env": env, "runs": [], "args": vars(args)}
-    print(f"GPU {env['gpu_name']} driver {env['driver']} update period {gpu.update_period_s * 1e3:.0f} ms", flush=True)
+    print(
+        f"GPU {env['gpu_name']} driver {env['driver']} update period {gpu.update_period_s * 1e3:.0f} ms",
+        flush=True,
+    )
     bw = measured_copy_bandwidth_bps()
     summary["copy_bandwidth_bps"] = bw
     print(f"device copy bandwidth {bw / 1e12:.2f} TB/s", flush=True)
@@ -175,15 +186,24 @@ def main() -> None:
             load_s = time.monotonic() - t0
             print(f"[{mode}] loaded in {load_s:.1f} s", flush=True)
             for bs in args.batch_sizes:
-                point = make_point(model=args.model, engine="hf", mode=mode, batch_size=bs,
-                                   input_len=args.input_len, output_len=args.output_len, device="cuda")
+                point = make_point(
+                    model=args.model,
+                    engine="hf",
+                    mode=mode,
+                    batch_size=bs,
+                    input_len=args.input_len,
+                    output_len=args.output_len,
+                    device="cuda",
+                )
                 results = run_point(engine, meter, point, env=env, options=options, load_s=load_s, idle=idle)
                 for r in results:
                     store.write_run(r)
                     summary["runs"].append(_row(r, limit_s))
                     print(json.dumps(summary["runs"][-1]), flush=True)
                 if args.overhead and bs == 1 and results[0].status == "ok":
-                    summary.setdefault("overhead", []).append(overhead_study(engine, gpu, trial_s=2.0, rounds=5))
+                    summary.setdefault("overhead", []).append(
+                        overhead_study(engine, gpu, trial_s=2.0, rounds=5)
+                    )
                     print(json.dumps(summary["overhead"][-1]), flush=True)
                 if bs == args.sensitivity_batch and results[0].status == "ok":
                     batch = Batch(bs, args.input_len, args.output_len)
@@ -191,9 +211,13 @@ def main() -> None:
                         reinit_parameters(engine.model, init, seed=0)  # in place: graphs stay valid
                         phases = measure_phases(engine, meter, batch, time.monotonic, options)
                         cfg = {**results[0].config, "init": init, "point_id": None}
-                        r = RunResult(run_id=uuid.uuid4().hex, config=cfg, env=env,
-                                      phases={**phases, "idle": results[0].phases["idle"]},
-                                      created_at=results[0].created_at)
+                        r = RunResult(
+                            run_id=uuid.uuid4().hex,
+                            config=cfg,
+                            env=env,
+                            phases={**phases, "idle": results[0].phases["idle"]},
+                            created_at=results[0].created_at,
+                        )
                         store.write_run(r)
                         summary["runs"].append(_row(r, limit_s))
                         print(json.dumps(summary["runs"][-1]), flush=True)
@@ -203,8 +227,11 @@ def main() -> None:
                 batch = Batch(64, args.input_len, args.output_len)
                 engine.prepare(batch)
                 x = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-                loads = {f"{mode} decode bs64": engine.decode, "bf16 GEMM 8192^3": lambda: x @ x,
-                         "idle": lambda: time.sleep(0.05)}
+                loads = {
+                    f"{mode} decode bs64": engine.decode,
+                    "bf16 GEMM 8192^3": lambda: x @ x,
+                    "idle": lambda: time.sleep(0.05),
+                }
                 engine.prefill()
                 summary["agreement"] = agreement_study(gpu, loads, window_s=6.0)
                 for row in summary["agreement"]:
@@ -216,9 +243,14 @@ def main() -> None:
 
 
 def _row(r: RunResult, limit_s: float) -> dict[str, Any]:
-    row: dict[str, Any] = {"mode": r.config.get("mode"), "batch": r.config.get("batch_size"),
-                           "init": r.config.get("init"), "status": r.status, "error": r.error,
-                           "compile_s": round(r.compile_s, 1)}
+    row: dict[str, Any] = {
+        "mode": r.config.get("mode"),
+        "batch": r.config.get("batch_size"),
+        "init": r.config.get("init"),
+        "status": r.status,
+        "error": r.error,
+        "compile_s": round(r.compile_s, 1),
+    }
     for name, p in r.phases.items():
         if name == "idle":
             continue

@@ -14,18 +14,28 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from llm_energy.errors import ConfigError
 from llm_energy.meters.base import CpuDevice, EnergyMeter, GpuDevice, WindowHandle
 from llm_energy.records import RunResult
 
+if TYPE_CHECKING:
+    from llm_energy.sweep.runner import RunOptions
+    from llm_energy.sweep.spec import Point
+
 logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def measure(name: str = "total", *, gpus: Sequence[GpuDevice] | None = None,
-            cpus: Sequence[CpuDevice] | None = None, sync: Callable[[], None] | None = None,
-            clock: Callable[[], float] = time.monotonic) -> Iterator[WindowHandle]:
+def measure(
+    name: str = "total",
+    *,
+    gpus: Sequence[GpuDevice] | None = None,
+    cpus: Sequence[CpuDevice] | None = None,
+    sync: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[WindowHandle]:
     """Measure the energy of the `with` block on every device found (or the ones given).
 
     Yields:
@@ -63,9 +73,16 @@ def resolve_device(device: str) -> str:
     raise ConfigError(f"device {device!r} requested but torch sees no CUDA GPU")
 
 
-def run_measure(point_fields: dict[str, object], *, repeats: int = 1, target_window_s: float = 2.0,
-                idle_s: float = 2.0, measure_total: bool = True, cpu_tdp_w: float | None = None,
-                on_status: Callable[[str], None] | None = None) -> list[RunResult]:
+def run_measure(
+    point_fields: dict[str, object],
+    *,
+    repeats: int = 1,
+    target_window_s: float = 2.0,
+    idle_s: float = 2.0,
+    measure_total: bool = True,
+    cpu_tdp_w: float | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> list[RunResult]:
     """Validate, load, and measure one configuration on this machine's devices (the CLI's job).
 
     Raises:
@@ -84,7 +101,9 @@ def run_measure(point_fields: dict[str, object], *, repeats: int = 1, target_win
     if point.engine == "simulated":
         return _run_simulated(point, options)
     device = resolve_device(point.device)
-    point = point.model_copy(update={"device": device, "dtype": point.dtype if device != "cpu" else "float32"})
+    point = point.model_copy(
+        update={"device": device, "dtype": point.dtype if device != "cpu" else "float32"}
+    )
     notes: list[str] = []
     gpus: list[GpuDevice] = []
     if device.startswith("cuda"):
@@ -96,8 +115,9 @@ def run_measure(point_fields: dict[str, object], *, repeats: int = 1, target_win
     notes += cpu_notes
     arch = load_architecture(point.model)
     cls = engine_class(point.engine)
-    engine = cls(cls.Config(mode=point.mode, device=device, dtype=point.dtype, init=point.init, seed=point.seed),
-                 arch)
+    engine = cls(
+        cls.Config(mode=point.mode, device=device, dtype=point.dtype, init=point.init, seed=point.seed), arch
+    )
     meter = EnergyMeter(gpus, cpus, sync=engine.synchronize)
     try:
         say(f"measuring idle power for {idle_s:.0f} s")
@@ -107,22 +127,27 @@ def run_measure(point_fields: dict[str, object], *, repeats: int = 1, target_win
         engine.load()
         load_s = time.monotonic() - t0
         say(f"compiling / warming up ({point.mode}) and measuring")
-        return run_point(engine, meter, point, env=collect_env(gpus, cpus, notes), options=options,
-                         load_s=load_s, idle=idle)
+        return run_point(
+            engine,
+            meter,
+            point,
+            env=collect_env(gpus, cpus, notes),
+            options=options,
+            load_s=load_s,
+            idle=idle,
+        )
     finally:
         meter.close()
         engine.close()
 
 
-def _run_simulated(point: object, options: object) -> list[RunResult]:
+def _run_simulated(point: Point, options: RunOptions) -> list[RunResult]:
     """Run the simulated engine on a simulated GPU (a demo and test path; no torch)."""
     from llm_energy.engines.simulated import SimulatedEngine, SimulatedEngineConfig
     from llm_energy.env import collect_env
     from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
-    from llm_energy.sweep.runner import RunOptions, run_point
-    from llm_energy.sweep.spec import Point
+    from llm_energy.sweep.runner import run_point
 
-    assert isinstance(point, Point) and isinstance(options, RunOptions)
     clock = SimClock()
     gpu = SimulatedGpu(clock, PowerTrace.constant(70.0))
     engine = SimulatedEngine(SimulatedEngineConfig(), clock, [gpu])

@@ -22,8 +22,9 @@ from rich.table import Table
 from llm_energy.errors import ConfigError, LlmEnergyError
 from llm_energy.records import PHASES, RunResult
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Measure, model and cut the energy of LLM inference.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Measure, model and cut the energy of LLM inference."
+)
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")
@@ -42,7 +43,9 @@ def _guard(fn: Callable[[], T]) -> T:
         raise _fail(exc) from None
 
 
-DbOption = Annotated[Path | None, typer.Option("--db", help="SQLite results database (default: user data dir)")]
+DbOption = Annotated[
+    Path | None, typer.Option("--db", help="SQLite results database (default: user data dir)")
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="write only JSON to stdout")]
 
 
@@ -54,12 +57,16 @@ def _open_store(db: Path | None) -> Any:
 
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 @app.command()
 def measure(
-    model: Annotated[str, typer.Option(help="bundled architecture (see `models`) or local checkpoint dir")] = "tiny",
+    model: Annotated[
+        str, typer.Option(help="bundled architecture (see `models`) or local checkpoint dir")
+    ] = "tiny",
     engine: Annotated[str, typer.Option(help="engine: hf | simulated")] = "hf",
     mode: Annotated[str | None, typer.Option(help="hf: eager | compiled | cudagraphs")] = None,
     batch_size: Annotated[int, typer.Option(help="requests per batch")] = 1,
@@ -82,9 +89,18 @@ def measure(
 
     if repeats < 1:
         raise _fail(ConfigError(f"--repeats must be >= 1 (got {repeats})"))
-    fields: dict[str, object] = {"model": model, "engine": engine, "mode": mode, "batch_size": batch_size,
-                                 "input_len": input_len, "output_len": output_len, "dtype": dtype,
-                                 "init": init, "seed": seed, "device": device}
+    fields: dict[str, object] = {
+        "model": model,
+        "engine": engine,
+        "mode": mode,
+        "batch_size": batch_size,
+        "input_len": input_len,
+        "output_len": output_len,
+        "dtype": dtype,
+        "init": init,
+        "seed": seed,
+        "device": device,
+    }
 
     def run() -> tuple[list[RunResult], Path]:
         from llm_energy.sweep.spec import make_point
@@ -92,12 +108,19 @@ def measure(
         make_point(**({**fields, "device": "cpu"}))  # validate everything before touching hardware
         store = _open_store(db)  # a locked or foreign database fails now, before GPU time is spent
         status = err_console.status("starting") if not as_json else None
-        say = (lambda msg: status.update(msg)) if status else None
+        say = status.update if status else None
         try:
             if status:
                 status.start()
-            results = run_measure(fields, repeats=repeats, target_window_s=window_s, idle_s=idle_s,
-                                  measure_total=not no_total, cpu_tdp_w=cpu_tdp_w, on_status=say)
+            results = run_measure(
+                fields,
+                repeats=repeats,
+                target_window_s=window_s,
+                idle_s=idle_s,
+                measure_total=not no_total,
+                cpu_tdp_w=cpu_tdp_w,
+                on_status=say,
+            )
         finally:
             if status:
                 status.stop()
@@ -177,10 +200,21 @@ def render_runs(results: Sequence[RunResult], db_path: Path) -> None:
         return
     first = ok[0]
     cfg = first.config
-    title = (f"{cfg['model']} · {cfg['engine']} {cfg.get('mode')} · batch {cfg['batch_size']} · "
-             f"in {cfg['input_len']} / out {cfg['output_len']} · {cfg['device']} · {len(ok)} run(s)")
+    title = (
+        f"{cfg['model']} · {cfg['engine']} {cfg.get('mode')} · batch {cfg['batch_size']} · "
+        f"in {cfg['input_len']} / out {cfg['output_len']} · {cfg['device']} · {len(ok)} run(s)"
+    )
     table = Table(title=title)
-    for col in ("phase", "time/rep", "energy/rep (J)", "J/token", "avg power (W)", "tokens/s", "reps", "source"):
+    for col in (
+        "phase",
+        "time/rep",
+        "energy/rep (J)",
+        "J/token",
+        "avg power (W)",
+        "tokens/s",
+        "reps",
+        "source",
+    ):
         table.add_column(col, justify="right" if col not in ("phase", "source") else "left")
     estimated = False
     for phase in PHASES:
@@ -205,11 +239,15 @@ def render_runs(results: Sequence[RunResult], db_path: Path) -> None:
             source or "-",
         )
     console.print(table)
-    console.print(f"compile/warm-up {first.compile_s:.1f} s (excluded) · load {first.load_s:.1f} s · "
-                  f"stored in {db_path} as {', '.join(r.run_id[:8] for r in ok)}")
+    console.print(
+        f"compile/warm-up {first.compile_s:.1f} s (excluded) · load {first.load_s:.1f} s · "
+        f"stored in {db_path} as {', '.join(r.run_id[:8] for r in ok)}"
+    )
     if estimated:
-        console.print("[bold yellow]Energy is ESTIMATED[/] (CPU TDP x utilisation: no GPU and no readable RAPL "
-                      "counter here); it is labelled `estimated` in the store. Run on a GPU for measured energy.")
+        console.print(
+            "[bold yellow]Energy is ESTIMATED[/] (CPU TDP x utilisation: no GPU and no readable RAPL "
+            "counter here); it is labelled `estimated` in the store. Run on a GPU for measured energy."
+        )
     flags = sorted({f for r in ok for p in r.phases.values() for f in p.measurement.flags})
     if flags:
         console.print(f"flags: {', '.join(flags)}")
@@ -230,11 +268,22 @@ def env(as_json: JsonOption = False) -> None:
         sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
         return
     table = Table(title="llm-energy environment", show_header=False)
-    for key in ("host", "platform", "python", "cpu_model", "cpu_count", "gpu_count", "gpu_name", "driver",
-                "power_limit_w", "sm_clock_mhz", "mem_clock_mhz"):
+    for key in (
+        "host",
+        "platform",
+        "python",
+        "cpu_model",
+        "cpu_count",
+        "gpu_count",
+        "gpu_name",
+        "driver",
+        "power_limit_w",
+        "sm_clock_mhz",
+        "mem_clock_mhz",
+    ):
         table.add_row(key, str(info.get(key)))
     for gpu in info["gpus"]:
-        table.add_row(f"gpu update period", f"{gpu.get('update_period_s', 0) * 1e3:.0f} ms")
+        table.add_row("gpu update period", f"{gpu.get('update_period_s', 0) * 1e3:.0f} ms")
     table.add_row("cpu meters", "; ".join(info["cpu_meters"]))
     table.add_row("versions", ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v))
     console.print(table)
@@ -247,12 +296,20 @@ def models(as_json: JsonOption = False) -> None:
     """List the bundled model architectures with parameter counts."""
     from llm_energy.architectures import architecture_names, load_architecture, param_count, weight_bytes
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in architecture_names():
         arch = load_architecture(name)
-        rows.append({"name": name, "model_type": arch.model_type, "params": param_count(arch),
-                     "layers": arch.num_layers, "hidden": arch.hidden_size, "context": arch.max_context_tokens,
-                     "bf16_weights_gb": weight_bytes(arch) / 1e9})
+        rows.append(
+            {
+                "name": name,
+                "model_type": arch.model_type,
+                "params": param_count(arch),
+                "layers": arch.num_layers,
+                "hidden": arch.hidden_size,
+                "context": arch.max_context_tokens,
+                "bf16_weights_gb": weight_bytes(arch) / 1e9,
+            }
+        )
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
@@ -260,8 +317,15 @@ def models(as_json: JsonOption = False) -> None:
     for col in ("name", "type", "params", "layers", "hidden", "context", "bf16 weights"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["model_type"], f"{r['params'] / 1e9:.3f} B", str(r["layers"]), str(r["hidden"]),
-                      str(r["context"]), f"{r['bf16_weights_gb']:.2f} GB")
+        table.add_row(
+            r["name"],
+            r["model_type"],
+            f"{r['params'] / 1e9:.3f} B",
+            str(r["layers"]),
+            str(r["hidden"]),
+            str(r["context"]),
+            f"{r['bf16_weights_gb']:.2f} GB",
+        )
     console.print(table)
 
 

@@ -41,8 +41,9 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def collect_env(gpus: Sequence[GpuDevice] = (), cpus: Sequence[CpuDevice] = (),
-                notes: Sequence[str] = ()) -> dict[str, Any]:
+def collect_env(
+    gpus: Sequence[GpuDevice] = (), cpus: Sequence[CpuDevice] = (), notes: Sequence[str] = ()
+) -> dict[str, Any]:
     """Return the environment record stored with every run."""
     gpu_infos = [gpu.info() for gpu in gpus]
     first = gpu_infos[0] if gpu_infos else {}

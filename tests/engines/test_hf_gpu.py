@@ -37,9 +37,19 @@ def test_run_point_on_gpu_measures_each_phase():
     """On the GPU every phase has measured GPU energy; prefill + decode ≈ total within the bounds."""
     from llm_energy.meters.zeus import ZeusGpu
 
-    point = make_point(model="tiny", engine="hf", mode="cudagraphs", batch_size=8, input_len=64,
-                       output_len=32, dtype="float32", device="cuda")
-    engine = HFEngine(HFEngineConfig(mode="cudagraphs", device="cuda", dtype="float32"), load_architecture("tiny"))
+    point = make_point(
+        model="tiny",
+        engine="hf",
+        mode="cudagraphs",
+        batch_size=8,
+        input_len=64,
+        output_len=32,
+        dtype="float32",
+        device="cuda",
+    )
+    engine = HFEngine(
+        HFEngineConfig(mode="cudagraphs", device="cuda", dtype="float32"), load_architecture("tiny")
+    )
     engine.load()
     gpu = ZeusGpu(0)
     with EnergyMeter([gpu], sync=engine.synchronize) as meter:

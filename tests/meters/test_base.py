@@ -31,7 +31,9 @@ def test_uncertainty_covers_truth_for_every_phase_offset(duration_s):
     errors = []
     for offset_s in np.linspace(0.0, 0.099, 34):
         clock = SimClock(start_s=10.0)
-        gpu = SimulatedGpu(clock, PowerTrace([(10.0 + offset_s, 700.0)], initial_w=100.0), update_offset_s=0.0)
+        gpu = SimulatedGpu(
+            clock, PowerTrace([(10.0 + offset_s, 700.0)], initial_w=100.0), update_offset_s=0.0
+        )
         meter = EnergyMeter([gpu], clock=clock)
         clock.advance(offset_s)
         with warnings.catch_warnings():
@@ -53,9 +55,11 @@ def test_short_window_reads_one_to_three_updates_like_the_h100():
         clock = SimClock(start_s=offset_s)
         gpu = SimulatedGpu(clock, PowerTrace.constant(700.0))
         meter = EnergyMeter([gpu], clock=clock)
-        with pytest.warns(MeasurementWarning, match="under 10 counter update periods"):
-            with meter.window("w") as w:
-                clock.advance(0.21)
+        with (
+            pytest.warns(MeasurementWarning, match="under 10 counter update periods"),
+            meter.window("w") as w,
+        ):
+            clock.advance(0.21)
         assert "short-window:gpu:0" in w.measurement.flags
         readings.add(round(w.measurement.energy_j["gpu:0"]))
     assert readings == {140, 210}
@@ -81,11 +85,10 @@ def test_overlapping_windows_and_duplicate_names(sim_clock, sim_gpu):
 def test_counter_reset_is_flagged_never_negative(sim_clock, sim_gpu):
     """A counter reset mid-window omits that domain's energy and flags it; nothing negative is reported."""
     meter = EnergyMeter([sim_gpu], clock=sim_clock)
-    with pytest.warns(MeasurementWarning, match="backwards"):
-        with meter.window("w") as w:
-            sim_clock.advance(1.0)
-            sim_gpu.inject("reset")
-            sim_clock.advance(0.5)
+    with pytest.warns(MeasurementWarning, match="backwards"), meter.window("w") as w:
+        sim_clock.advance(1.0)
+        sim_gpu.inject("reset")
+        sim_clock.advance(0.5)
     assert "gpu:0" not in w.measurement.energy_j
     assert "counter-reset:gpu:0" in w.measurement.flags
     assert all(e >= 0 for e in w.measurement.energy_j.values())
@@ -93,8 +96,9 @@ def test_counter_reset_is_flagged_never_negative(sim_clock, sim_gpu):
 
 def test_no_counter_falls_back_to_power_sampling(sim_clock):
     """Without an energy counter the meter integrates power samples: still measured, wider bound."""
-    gpu = SimulatedGpu(sim_clock, PowerTrace([(1.0, 500.0), (3.0, 300.0)], initial_w=100.0),
-                       has_energy_counter=False)
+    gpu = SimulatedGpu(
+        sim_clock, PowerTrace([(1.0, 500.0), (3.0, 300.0)], initial_w=100.0), has_energy_counter=False
+    )
     meter = EnergyMeter([gpu], clock=sim_clock, start_samplers=False, sampler_period_s=0.02)
     sim_clock.on_advance(meter.poll)
     sim_clock.advance(0.5)
@@ -129,10 +133,9 @@ def test_sampler_thread_runs_on_a_real_clock():
 def test_workload_exception_propagates_and_window_is_released(sim_clock, sim_gpu):
     """A fault inside the window propagates unchanged, and the window name can be reused."""
     meter = EnergyMeter([sim_gpu], clock=sim_clock)
-    with pytest.raises(ZeroDivisionError):
-        with meter.window("w"):
-            sim_clock.advance(1.0)
-            _ = 1 / 0
+    with pytest.raises(ZeroDivisionError), meter.window("w"):
+        sim_clock.advance(1.0)
+        _ = 1 / 0
     with meter.window("w") as w:
         sim_clock.advance(1.0)
     assert w.measurement.energy_j["gpu:0"] == pytest.approx(700.0, abs=w.measurement.uncertainty_j["gpu:0"])

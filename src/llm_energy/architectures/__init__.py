@@ -12,8 +12,8 @@ from llm_energy.architectures.build import (
     UNIFORM_INIT_BOUND,
     Init,
     build_model,
-    reinit_parameters,
     meta_param_count,
+    reinit_parameters,
     supported_dtypes,
     torch_dtype,
 )

@@ -215,8 +215,10 @@ def meta_param_count(arch: Architecture) -> int:
 
 
 def reinit_parameters(model: torch.nn.Module, init: Literal["uniform", "zeros"], seed: int = 0) -> None:
-    """Overwrite `model`'s weights in place with `init` (keeps tensor addresses, so compiled CUDA
-    graphs stay valid: the weight-sensitivity study swaps weights without recompiling).
+    """Overwrite `model`'s weights in place with `init`.
+
+    Tensor addresses are kept, so compiled CUDA graphs stay valid: the weight-sensitivity study swaps
+    weights without recompiling.
 
     Raises:
         ConfigError: `init` is not `uniform` or `zeros`.

@@ -15,7 +15,9 @@ capture happen in `prepare`, which the runner times apart from steady-state ener
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,8 +51,9 @@ class HFEngine:
 
     def __init__(self, config: HFEngineConfig, arch: Architecture) -> None:
         if config.mode == "cudagraphs" and not config.device.startswith("cuda"):
-            raise ConfigError(f"mode 'cudagraphs' needs a CUDA device (got {config.device!r}); "
-                              "use eager or compiled on CPU")
+            raise ConfigError(
+                f"mode 'cudagraphs' needs a CUDA device (got {config.device!r}); use eager or compiled on CPU"
+            )
         self.config = config
         self.arch = arch
         self.model: Any = None
@@ -65,8 +68,13 @@ class HFEngine:
     def load(self) -> None:
         """Build the model with random weights (or load the local checkpoint) on the device."""
         with _oom_as_error():
-            self.model = build_model(self.arch, device=self.config.device, dtype=self.config.dtype,
-                                     init=self.config.init, seed=self.config.seed)
+            self.model = build_model(
+                self.arch,
+                device=self.config.device,
+                dtype=self.config.dtype,
+                init=self.config.init,
+                seed=self.config.seed,
+            )
 
     def prepare(self, batch: Batch) -> None:
         """Make input ids and the KV cache for `batch`, compile if the mode needs it, and warm up."""
@@ -89,16 +97,22 @@ class HFEngine:
                 # sweep over many shapes neither leaks memory nor hits dynamo's recompile limit and
                 # silently falls back to eager.
                 torch._dynamo.reset()
-                self._cache = StaticCache(config=self.model.config,
-                                          max_cache_len=batch.input_tokens + batch.output_tokens)
+                self._cache = StaticCache(
+                    config=self.model.config, max_cache_len=batch.input_tokens + batch.output_tokens
+                )
                 # One eager call first: the static cache allocates its tensors lazily on first use,
                 # which must not happen inside the compiled (fullgraph) region.
                 with torch.inference_mode():
-                    self._forward_argmax(self._input_ids, torch.arange(batch.input_tokens,
-                                                                       device=self.config.device), self._cache)
+                    self._forward_argmax(
+                        self._input_ids,
+                        torch.arange(batch.input_tokens, device=self.config.device),
+                        self._cache,
+                    )
                 compile_mode = "reduce-overhead" if self.config.mode == "cudagraphs" else "default"
                 # dynamic=False: one graph per shape (prefill [B, L_in], decode [B, 1]), no guards on sizes.
-                self._step = torch.compile(self._forward_argmax, mode=compile_mode, fullgraph=True, dynamic=False)
+                self._step = torch.compile(
+                    self._forward_argmax, mode=compile_mode, fullgraph=True, dynamic=False
+                )
             # Warm-up: compile and capture both shapes (CUDA graphs are recorded on the second call),
             # then one full generation so the caching allocator holds every block the shape needs
             # (on the H100 host, an eager decode's first full run took 2x longer than later ones).
@@ -120,8 +134,13 @@ class HFEngine:
 
     # -- phases --------------------------------------------------------------------------------
     def _forward_argmax(self, input_ids: Any, cache_position: Any, cache: Any) -> Any:
-        out = self.model(input_ids=input_ids, past_key_values=cache, cache_position=cache_position,
-                         use_cache=True, logits_to_keep=1)
+        out = self.model(
+            input_ids=input_ids,
+            past_key_values=cache,
+            cache_position=cache_position,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         return out.logits[:, -1, :].argmax(dim=-1)
 
     def _call(self, input_ids: Any, start: int) -> Any:
@@ -129,7 +148,7 @@ class HFEngine:
 
         pos = torch.arange(start, start + input_ids.shape[1], device=self.config.device)
         if self.config.mode == "cudagraphs":
-            torch.compiler.cudagraph_mark_step_begin()
+            torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
             # Outputs of a CUDA graph are overwritten by its next replay: keep a copy.
             return self._step(input_ids, pos, self._cache).clone()
         return self._step(input_ids, pos, self._cache)
@@ -172,7 +191,9 @@ class HFEngine:
             if self.config.mode != "eager":
                 self._rewind_static_cache(batch.input_tokens)
             elif self._cache.get_seq_length() > batch.input_tokens:
-                self._cache.crop(batch.input_tokens - self._cache.get_seq_length())  # negative: tokens to drop
+                self._cache.crop(
+                    batch.input_tokens - self._cache.get_seq_length()
+                )  # negative: tokens to drop
             for i in range(steps):
                 token = self._call(token[:, None], batch.input_tokens + i)
                 tokens.append(token)
@@ -221,17 +242,12 @@ class HFEngine:
         return self._batch
 
 
-class _oom_as_error:  # noqa: N801 - used as a context manager like contextlib helpers
+@contextlib.contextmanager
+def _oom_as_error() -> Iterator[None]:
     """Map torch's out-of-memory error to `OutOfMemory`, so the runner can store status `oom`."""
+    import torch
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
-        if exc is None:
-            return False
-        import torch
-
-        if isinstance(exc, torch.OutOfMemoryError):
-            raise OutOfMemory(str(exc).splitlines()[0]) from exc
-        return False
+    try:
+        yield
+    except torch.OutOfMemoryError as exc:
+        raise OutOfMemory(str(exc).splitlines()[0]) from exc

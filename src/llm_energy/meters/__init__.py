@@ -62,7 +62,9 @@ def detect_gpus(*, probe_update_period: bool = True) -> tuple[list[GpuDevice], l
     return gpus, notes
 
 
-def detect_cpus(*, rapl_root: Path | str = POWERCAP_ROOT, tdp_w: float | None = None) -> tuple[list[CpuDevice], list[str]]:
+def detect_cpus(
+    *, rapl_root: Path | str = POWERCAP_ROOT, tdp_w: float | None = None
+) -> tuple[list[CpuDevice], list[str]]:
     """Return RAPL counters when readable, else a TDP x utilisation estimate (labelled estimated)."""
     try:
         return [RaplCpu(rapl_root)], []
@@ -71,8 +73,9 @@ def detect_cpus(*, rapl_root: Path | str = POWERCAP_ROOT, tdp_w: float | None = 
         return [cpu], [f"{exc}: CPU energy is ESTIMATED as TDP ({cpu.tdp_w:.0f} W) x utilisation"]
 
 
-def detect_devices(*, gpus: bool = True, rapl_root: Path | str = POWERCAP_ROOT,
-                   tdp_w: float | None = None) -> Devices:
+def detect_devices(
+    *, gpus: bool = True, rapl_root: Path | str = POWERCAP_ROOT, tdp_w: float | None = None
+) -> Devices:
     """Return every energy device the meters can read here (GPUs only if `gpus`)."""
     found = Devices()
     if gpus:

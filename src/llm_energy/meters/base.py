@@ -175,7 +175,9 @@ class PowerSampler:
         points = [(t0_s, power_at(t0_s))]
         points += [(t, p) for t, p in samples if t0_s < t < t1_s]
         points.append((t1_s, power_at(t1_s)))
-        energy_j = sum((tb - ta) * (pa + pb) / 2 for (ta, pa), (tb, pb) in zip(points, points[1:], strict=False))
+        energy_j = sum(
+            (tb - ta) * (pa + pb) / 2 for (ta, pa), (tb, pb) in zip(points, points[1:], strict=False)
+        )
         return energy_j, max(p for _, p in points)
 
     def forget_before(self, t_s: float) -> None:
@@ -253,8 +255,9 @@ class EnergyMeter:
             try:
                 gpu.total_energy_mj()
             except CounterUnavailable:
-                logger.info("gpu:%d has no energy counter; sampling power every %.3f s", gpu.index,
-                            sampler_period_s)
+                logger.info(
+                    "gpu:%d has no energy counter; sampling power every %.3f s", gpu.index, sampler_period_s
+                )
                 self.samplers[gpu.index] = PowerSampler(gpu, clock, sampler_period_s)
         for sampler in self.samplers.values():
             sampler.poll()
@@ -333,8 +336,11 @@ class EnergyMeter:
             delta_mj = e1_mj - begin.gpu_energy_mj[gpu.index]
             if delta_mj < 0:
                 flags.append(f"counter-reset:{domain}")
-                warnings.warn(f"{domain}: energy counter went backwards in window {name!r}; energy omitted",
-                              MeasurementWarning, stacklevel=2)
+                warnings.warn(
+                    f"{domain}: energy counter went backwards in window {name!r}; energy omitted",
+                    MeasurementWarning,
+                    stacklevel=2,
+                )
                 continue
             e_j = mj_to_j(delta_mj)
             mean_w = e_j / duration_s if duration_s > 0 else 0.0
@@ -400,7 +406,9 @@ class EnergyMeter:
             else:
                 self.cancel_window(name)
 
-    def measure_idle(self, duration_s: float = 3.0, sleep: Callable[[float], None] = time.sleep) -> Measurement:
+    def measure_idle(
+        self, duration_s: float = 3.0, sleep: Callable[[float], None] = time.sleep
+    ) -> Measurement:
         """Measure idle power over `duration_s` and remember it for later windows.
 
         Returns:
@@ -435,8 +443,12 @@ class EnergyMeter:
 
 
 def measure_update_period_s(
-    device: GpuDevice, clock: Clock = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-    *, max_wait_s: float = 1.5, poll_s: float = 0.002,
+    device: GpuDevice,
+    clock: Clock = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    *,
+    max_wait_s: float = 1.5,
+    poll_s: float = 0.002,
 ) -> float | None:
     """Estimate how often `device`'s energy counter refreshes, in seconds.
 

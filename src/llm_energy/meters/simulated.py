@@ -34,6 +34,7 @@ class SimClock:
         self._listeners: list[Callable[[], None]] = []
 
     def __call__(self) -> float:
+        """Return the current time in seconds."""
         return self.now_s
 
     def on_advance(self, listener: Callable[[], None]) -> None:
@@ -180,8 +181,11 @@ class SimulatedGpu:
         self.trace.set(self.clock(), power_w)
 
     def inject(self, fault: Fault) -> None:
-        """Inject a fault: `unavailable` (next counter read fails once), `reset` (counter restarts
-        from zero now), `lost` (every read fails from now on)."""
+        """Inject a fault.
+
+        `unavailable`: the next counter read fails once; `reset`: the counter restarts from zero now;
+        `lost`: every read fails from now on.
+        """
         if fault == "reset":
             self._reset_at_s = self.clock()
         elif fault == "lost":
@@ -206,8 +210,15 @@ class SimulatedRapl:
     The real `RaplCpu(root=...)` reads it. Counters wrap at `max_energy_range_uj` like real RAPL.
     """
 
-    def __init__(self, root: Path, *, packages: int = 1, with_dram: bool = True,
-                 max_energy_range_uj: int = 262_143_328_850, start_uj: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        packages: int = 1,
+        with_dram: bool = True,
+        max_energy_range_uj: int = 262_143_328_850,
+        start_uj: int = 1_000_000,
+    ) -> None:
         self.root = Path(root)
         self.max_energy_range_uj = max_energy_range_uj
         self.zones: dict[str, Path] = {}

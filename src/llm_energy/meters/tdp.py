@@ -41,8 +41,13 @@ class TdpCpu:
 
     source: Source = "estimated"
 
-    def __init__(self, tdp_w: float | None = None, *, clock: Callable[[], float] = time.monotonic,
-                 stat_reader: Callable[[], tuple[int, int]] = read_proc_stat) -> None:
+    def __init__(
+        self,
+        tdp_w: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        stat_reader: Callable[[], tuple[int, int]] = read_proc_stat,
+    ) -> None:
         env_tdp = os.environ.get("LLM_ENERGY_CPU_TDP_W")
         self.tdp_w = tdp_w if tdp_w is not None else float(env_tdp) if env_tdp else DEFAULT_TDP_W
         self.clock = clock

@@ -107,7 +107,9 @@ class ZeusGpu:
         out: dict[str, Any] = {"update_period_s": self._update_period_s}
         try:
             out["name"] = _map_zeus_errors(self._gpus.get_name)(self._index)
-            out["power_limit_w"] = mw_to_w(_map_zeus_errors(self._gpus.get_power_management_limit)(self._index))
+            out["power_limit_w"] = mw_to_w(
+                _map_zeus_errors(self._gpus.get_power_management_limit)(self._index)
+            )
         except MeterError as exc:
             logger.info("gpu:%d info incomplete: %s", self._index, exc)
         out.update(_nvml_extras(self._gpus, self._index))

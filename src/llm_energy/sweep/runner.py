@@ -47,8 +47,14 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def repeat_in_window(meter: EnergyMeter, name: str, body: Callable[[], object], sync: Callable[[], None],
-                     clock: Clock, options: RunOptions) -> tuple[Measurement, int]:
+def repeat_in_window(
+    meter: EnergyMeter,
+    name: str,
+    body: Callable[[], object],
+    sync: Callable[[], None],
+    clock: Clock,
+    options: RunOptions,
+) -> tuple[Measurement, int]:
     """Run `body` repeatedly inside meter window `name` until it lasts `target_window_s`.
 
     Returns:
@@ -66,8 +72,9 @@ def repeat_in_window(meter: EnergyMeter, name: str, body: Callable[[], object], 
     return w.measurement, reps
 
 
-def measure_phases(engine: Engine, meter: EnergyMeter, batch: Batch, clock: Clock,
-                   options: RunOptions) -> dict[Phase, PhaseResult]:
+def measure_phases(
+    engine: Engine, meter: EnergyMeter, batch: Batch, clock: Clock, options: RunOptions
+) -> dict[Phase, PhaseResult]:
     """Measure prefill, decode and (optionally) total of a prepared engine."""
     phases: dict[Phase, PhaseResult] = {}
     m, reps = repeat_in_window(meter, "prefill", engine.prefill, engine.synchronize, clock, options)
@@ -89,9 +96,17 @@ def measure_phases(engine: Engine, meter: EnergyMeter, batch: Batch, clock: Cloc
     return phases
 
 
-def run_point(engine: Engine, meter: EnergyMeter, point: Point, *, env: Mapping[str, Any],
-              options: RunOptions | None = None, clock: Clock = time.monotonic, load_s: float = 0.0,
-              idle: Measurement | None = None) -> list[RunResult]:
+def run_point(
+    engine: Engine,
+    meter: EnergyMeter,
+    point: Point,
+    *,
+    env: Mapping[str, Any],
+    options: RunOptions | None = None,
+    clock: Clock = time.monotonic,
+    load_s: float = 0.0,
+    idle: Measurement | None = None,
+) -> list[RunResult]:
     """Prepare `engine` for `point` and measure it `options.repeats` times.
 
     Never raises for a failing configuration: out-of-memory becomes status `oom`, any other engine
@@ -102,9 +117,13 @@ def run_point(engine: Engine, meter: EnergyMeter, point: Point, *, env: Mapping[
     """
     options = options or RunOptions()
     batch = Batch(point.batch_size, point.input_len, point.output_len, point.seed)
-    config = {**point.model_dump(), "point_id": point.point_id(),
-              "target_window_s": options.target_window_s, "engine_facts": dict(engine.describe())}
-    base = {"config": config, "env": dict(env), "load_s": load_s}
+    config = {
+        **point.model_dump(),
+        "point_id": point.point_id(),
+        "target_window_s": options.target_window_s,
+        "engine_facts": dict(engine.describe()),
+    }
+    env = dict(env)
     idle_phase: dict[Phase, PhaseResult] = {} if idle is None else {"idle": PhaseResult("idle", idle, 1, 0)}
     t0_s = clock()
     try:
@@ -113,13 +132,42 @@ def run_point(engine: Engine, meter: EnergyMeter, point: Point, *, env: Mapping[
         results = []
         for _ in range(options.repeats):
             phases = measure_phases(engine, meter, batch, clock, options)
-            results.append(RunResult(run_id=uuid.uuid4().hex, phases={**phases, **idle_phase}, status="ok",
-                                     compile_s=compile_s, created_at=_now_iso(), **base))
+            results.append(
+                RunResult(
+                    run_id=uuid.uuid4().hex,
+                    phases={**phases, **idle_phase},
+                    status="ok",
+                    compile_s=compile_s,
+                    created_at=_now_iso(),
+                    config=config,
+                    env=env,
+                    load_s=load_s,
+                )
+            )
         return results
     except OutOfMemory as exc:
         logger.warning("out of memory at %s: %s", point, exc)
-        return [RunResult(run_id=uuid.uuid4().hex, status="oom", error=str(exc), created_at=_now_iso(), **base)]
+        return [
+            RunResult(
+                run_id=uuid.uuid4().hex,
+                status="oom",
+                error=str(exc),
+                created_at=_now_iso(),
+                config=config,
+                env=env,
+                load_s=load_s,
+            )
+        ]
     except (EngineError, RuntimeError) as exc:
         logger.warning("point failed %s: %s", point, exc)
-        return [RunResult(run_id=uuid.uuid4().hex, status="error", error=f"{type(exc).__name__}: {exc}",
-                          created_at=_now_iso(), **base)]
+        return [
+            RunResult(
+                run_id=uuid.uuid4().hex,
+                status="error",
+                error=f"{type(exc).__name__}: {exc}",
+                created_at=_now_iso(),
+                config=config,
+                env=env,
+                load_s=load_s,
+            )
+        ]

@@ -106,25 +106,24 @@ def measure(
         from llm_energy.sweep.spec import make_point
 
         make_point(**({**fields, "device": "cpu"}))  # validate everything before touching hardware
-        store = _open_store(db)  # a locked or foreign database fails now, before GPU time is spent
-        status = err_console.status("starting") if not as_json else None
-        say = status.update if status else None
-        try:
-            if status:
-                status.start()
-            results = run_measure(
-                fields,
-                repeats=repeats,
-                target_window_s=window_s,
-                idle_s=idle_s,
-                measure_total=not no_total,
-                cpu_tdp_w=cpu_tdp_w,
-                on_status=say,
-            )
-        finally:
-            if status:
-                status.stop()
-        with store:
+        with _open_store(db) as store:  # a locked or foreign database fails now, before GPU time
+            status = err_console.status("starting") if not as_json else None
+            say = status.update if status else None
+            try:
+                if status:
+                    status.start()
+                results = run_measure(
+                    fields,
+                    repeats=repeats,
+                    target_window_s=window_s,
+                    idle_s=idle_s,
+                    measure_total=not no_total,
+                    cpu_tdp_w=cpu_tdp_w,
+                    on_status=say,
+                )
+            finally:
+                if status:
+                    status.stop()
             for result in results:
                 store.write_run(result)
         return results, store.path

@@ -2,7 +2,9 @@
 
 Engines expose their phases (`prefill`, `decode`) and never import meters: the runner opens the
 meter windows around the calls (the caller places the timers), so any meter measures any engine.
-The first output token comes from prefill; `decode` produces the remaining `output_tokens - 1`
+Engines that cannot split the two (vLLM, continuous batching) set `separate_decode = False` and
+their decode is derived as whole generation minus prefill, both measured. The first output token
+comes from prefill; `decode` produces the remaining `output_tokens - 1`
 tokens of every request and may be called repeatedly, each call starting again from the state
 right after the last prefill, so a short decode can be repeated inside one meter window.
 """
@@ -43,6 +45,10 @@ class Engine(Protocol):
     """An inference engine whose phases the runner can measure apart."""
 
     name: ClassVar[str]
+    separate_decode: ClassVar[bool]
+    """True when `decode()` can run on its own after `prefill()`. Engines that only run whole
+    generations (vLLM, continuous batching) set False; the runner then measures prefill and whole
+    generations and derives decode as their difference."""
 
     def load(self) -> None:
         """Build or load the model (may take long; timed by the caller)."""
@@ -58,6 +64,10 @@ class Engine(Protocol):
 
     def decode(self) -> int:
         """Run the remaining decode steps after the last prefill; return tokens generated."""
+        ...
+
+    def generate(self) -> int:
+        """Run a whole generation (prefill + decode) of the prepared batch; return output tokens."""
         ...
 
     def synchronize(self) -> None:

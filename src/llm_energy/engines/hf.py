@@ -47,6 +47,7 @@ class HFEngine:
     """Transformers causal LM with an explicit prefill / decode loop (see module docstring)."""
 
     name: ClassVar[str] = "hf"
+    separate_decode: ClassVar[bool] = True
     Config: ClassVar[type[HFEngineConfig]] = HFEngineConfig
 
     def __init__(self, config: HFEngineConfig, arch: Architecture) -> None:
@@ -210,6 +211,12 @@ class HFEngine:
     def generated_tokens(self) -> int:
         """Return how many output tokens per request the last decode produced (tests check L_out)."""
         return 0 if self.output_ids is None else len(self.output_ids)
+
+    def generate(self) -> int:
+        """Run prefill then decode; return output tokens of the whole batch."""
+        self.prefill()
+        batch = self._require_batch()
+        return batch.batch_size + (self.decode() if batch.decode_steps > 0 else 0)
 
     def synchronize(self) -> None:
         """Wait for queued CUDA work (no-op on CPU)."""

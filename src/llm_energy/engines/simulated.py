@@ -34,6 +34,7 @@ class SimulatedEngine:
     """Engine whose 'work' is advancing a simulated clock while drawing scripted power."""
 
     name: ClassVar[str] = "simulated"
+    separate_decode: ClassVar[bool] = True
     Config: ClassVar[type[SimulatedEngineConfig]] = SimulatedEngineConfig
 
     def __init__(self, config: SimulatedEngineConfig, clock: SimClock, gpus: list[SimulatedGpu]) -> None:
@@ -75,6 +76,12 @@ class SimulatedEngine:
         self._set_power(self.config.decode_power_w)
         self.clock.advance(batch.decode_steps * self.config.decode_step_s)
         return batch.decode_tokens
+
+    def generate(self) -> int:
+        """Run prefill then decode; return output tokens of the whole batch."""
+        self.prefill()
+        batch = self._require()
+        return batch.batch_size + (self.decode() if batch.decode_steps > 0 else 0)
 
     def synchronize(self) -> None:
         """Nothing is asynchronous in the simulation."""

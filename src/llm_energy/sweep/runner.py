@@ -79,21 +79,41 @@ def measure_phases(
     phases: dict[Phase, PhaseResult] = {}
     m, reps = repeat_in_window(meter, "prefill", engine.prefill, engine.synchronize, clock, options)
     phases["prefill"] = PhaseResult("prefill", m, reps, batch.prefill_tokens)
-    if batch.decode_steps > 0:
+    separate = engine.separate_decode
+    if separate and batch.decode_steps > 0:
         engine.prefill()  # the state decode starts from; outside the decode window
         engine.synchronize()
         m, reps = repeat_in_window(meter, "decode", engine.decode, engine.synchronize, clock, options)
         phases["decode"] = PhaseResult("decode", m, reps, batch.decode_tokens)
-    if options.measure_total:
-
-        def generate() -> None:
-            engine.prefill()
-            if batch.decode_steps > 0:
-                engine.decode()
-
-        m, reps = repeat_in_window(meter, "total", generate, engine.synchronize, clock, options)
+    if options.measure_total or not separate:
+        m, reps = repeat_in_window(meter, "total", engine.generate, engine.synchronize, clock, options)
         phases["total"] = PhaseResult("total", m, reps, batch.batch_size * batch.output_tokens)
+    if not separate and batch.decode_steps > 0:
+        phases["decode"] = decode_by_difference(phases["prefill"], phases["total"], batch)
     return phases
+
+
+def decode_by_difference(prefill: PhaseResult, total: PhaseResult, batch: Batch) -> PhaseResult:
+    """Decode of one generation as (total window − prefill window), per repetition, per domain.
+
+    For engines that cannot run decode on its own (vLLM, continuous batching), both terms are measured
+    windows; the uncertainties add, and the result is flagged `derived:total-minus-prefill`.
+    """
+    p, t = prefill.measurement, total.measurement
+    domains = [d for d in t.energy_j if d in p.energy_j]
+    energy_j = {d: t.energy_j[d] / total.repetitions - p.energy_j[d] / prefill.repetitions for d in domains}
+    uncertainty_j = {
+        d: t.uncertainty_j[d] / total.repetitions + p.uncertainty_j[d] / prefill.repetitions for d in domains
+    }
+    derived = Measurement(
+        duration_s=max(total.duration_s - prefill.duration_s, 0.0),
+        energy_j=energy_j,
+        uncertainty_j=uncertainty_j,
+        source={d: t.source[d] for d in domains},
+        idle_power_w=dict(t.idle_power_w),
+        flags=(*t.flags, "derived:total-minus-prefill"),
+    )
+    return PhaseResult("decode", derived, 1, batch.decode_tokens)
 
 
 def run_point(

@@ -89,7 +89,7 @@ def run_measure(
         ConfigError: an invalid configuration (before anything is loaded).
     """
     from llm_energy.architectures import load_architecture
-    from llm_energy.engines import engine_class
+    from llm_energy.engines import build_engine
     from llm_energy.env import collect_env
     from llm_energy.meters import detect_cpus, detect_gpus
     from llm_energy.sweep.runner import RunOptions, run_point
@@ -114,9 +114,14 @@ def run_measure(
     cpus, cpu_notes = detect_cpus(tdp_w=cpu_tdp_w)
     notes += cpu_notes
     arch = load_architecture(point.model)
-    cls = engine_class(point.engine)
-    engine = cls(
-        cls.Config(mode=point.mode, device=device, dtype=point.dtype, init=point.init, seed=point.seed), arch
+    engine = build_engine(
+        point.engine,
+        arch,
+        mode=point.mode,
+        device=device,
+        dtype=point.dtype,
+        init=point.init,
+        seed=point.seed,
     )
     meter = EnergyMeter(gpus, cpus, sync=engine.synchronize)
     try:

@@ -75,7 +75,9 @@ def measure(
     repeats: Annotated[int, typer.Option(help="independent measurements, each stored")] = 1,
     device: Annotated[str, typer.Option(help="auto | cuda | cuda:N | cpu")] = "auto",
     dtype: Annotated[str, typer.Option(help="bfloat16 | float16 | float32 (CPU uses float32)")] = "bfloat16",
-    init: Annotated[str, typer.Option(help="random weights: normal | uniform | zeros")] = "normal",
+    init: Annotated[
+        str | None, typer.Option(help="random weights: normal | uniform | zeros (default: the engine's)")
+    ] = None,
     seed: Annotated[int, typer.Option(help="seed for weights and inputs")] = 0,
     window_s: Annotated[float, typer.Option(help="repeat each phase until its window lasts this long")] = 2.0,
     idle_s: Annotated[float, typer.Option(help="seconds of idle power measured before loading")] = 2.0,

@@ -37,6 +37,27 @@ def engine_class(name: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
+def build_engine(name: str, arch: Any, **config: Any) -> Engine:
+    """Build engine `name` for architecture `arch`; `config` fills its `Config` (None values are dropped,
+    so each engine keeps its own defaults, e.g. the weight init).
+
+    Raises:
+        ConfigError: unknown engine or an invalid config value (the message names the field).
+    """
+    from pydantic import ValidationError
+
+    cls = engine_class(name)
+    try:
+        cfg = cls.Config(**{k: v for k, v in config.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(
+            f"engine {name!r}: invalid {'.'.join(map(str, first['loc']))}: {first['msg']}"
+        ) from exc
+    engine: Engine = cls(cfg, arch)
+    return engine
+
+
 def check_mode(engine: str, mode: str | None) -> str:
     """Return the mode to use for `engine` (its default when `mode` is None).
 
@@ -53,4 +74,4 @@ def check_mode(engine: str, mode: str | None) -> str:
     return mode
 
 
-__all__ = ["ENGINES", "ENGINE_MODES", "Batch", "Engine", "check_mode", "engine_class"]
+__all__ = ["ENGINES", "ENGINE_MODES", "Batch", "Engine", "build_engine", "check_mode", "engine_class"]

@@ -30,7 +30,9 @@ class Point(BaseModel):
     input_len: int = Field(512, description="input tokens per request")
     output_len: int = Field(128, description="output tokens per request (forced)")
     dtype: str = Field("bfloat16", description="bfloat16 | float16 | float32")
-    init: Literal["normal", "uniform", "zeros"] = Field("normal", description="random weight init")
+    init: Literal["normal", "uniform", "zeros"] | None = Field(
+        None, description="random weight init; None = the engine's default (hf: normal, vllm: uniform)"
+    )
     seed: int = Field(0, description="seed for weights and inputs")
     device: str = Field("cuda", description="cuda, cuda:N or cpu")
 

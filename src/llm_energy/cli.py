@@ -255,6 +255,90 @@ def render_runs(results: Sequence[RunResult], db_path: Path) -> None:
 
 
 @app.command()
+def sweep(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="sweep spec (YAML)")],
+    db: DbOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the points and a GPU-time estimate")
+    ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="measure stored oom/error points again")
+    ] = False,
+    executor: Annotated[str, typer.Option(help="local | ray")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (ray executor)")] = None,
+) -> None:
+    """Measure every point of a sweep spec; rerunning resumes where it stopped."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from llm_energy.sweep.runner import RunOptions
+    from llm_energy.sweep.spec import load_spec
+    from llm_energy.sweep.sweep import estimate_gpu_s, run_sweep
+
+    spec = _guard(lambda: load_spec(spec_path))
+    points = _guard(spec.points)
+    if dry_run:
+        table = Table(title=f"sweep {spec.name}: {len(points)} points × {spec.repeats} repeats")
+        for col in ("model", "engine", "mode", "batch", "input", "output", "point_id"):
+            table.add_column(col)
+        for p in points:
+            table.add_row(
+                p.model,
+                p.engine,
+                str(p.mode),
+                str(p.batch_size),
+                str(p.input_len),
+                str(p.output_len),
+                p.point_id(),
+            )
+        console.print(table)
+        est = estimate_gpu_s(
+            points, RunOptions(target_window_s=spec.window_s, repeats=spec.repeats), spec.idle_s
+        )
+        console.print(
+            f"estimated GPU time ≤ {est / 60:.0f} min (rough: load, compile per point, 3 windows per "
+            "repeat; points already stored are skipped when run)"
+        )
+        return
+
+    def run() -> Any:
+        with (
+            _open_store(db) as store,
+            Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[last]}"),
+                console=err_console,
+            ) as progress,
+        ):
+            task = progress.add_task(spec.name, total=len(points), last="")
+
+            def on_point(s: Any) -> None:
+                last = ""
+                if s.last is not None and s.last.status == "ok" and "total" in s.last.phases:
+                    last = f"last {s.last.phases['total'].energy_per_token_j:.4g} J/token"
+                elif s.last is not None:
+                    last = f"last: {s.last.status}"
+                progress.update(task, completed=s.skipped + s.measured + s.infeasible, last=last)
+
+            return run_sweep(
+                spec, store, executor=executor, retry_failed=retry_failed, address=address, on_point=on_point
+            ), store.path
+
+    summary, path = _guard(run)
+    console.print(
+        f"{summary.total} points: {summary.measured} measured ({summary.ok} ok runs, {summary.oom} oom, "
+        f"{summary.error} error), {summary.skipped} already stored, {summary.infeasible} infeasible "
+        f"(not tried) → {path}"
+    )
+    for line in summary.failures[:20]:
+        err_console.print(f"[yellow]{line}[/]")
+    if summary.error:
+        raise typer.Exit(1)
+
+
+@app.command()
 def env(as_json: JsonOption = False) -> None:
     """Show what the meters can see: GPUs, energy counters, update period, CPU/DRAM sensors."""
     from llm_energy.env import collect_env

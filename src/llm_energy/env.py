@@ -5,7 +5,9 @@ Versions come from package metadata, so collecting the environment imports no he
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import socket
@@ -41,13 +43,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+FINGERPRINT_KEYS = ("gpu_name", "gpu_count", "driver", "power_limit_w", "python")
+"""What makes two environments the same for resuming a sweep (plus engine package versions)."""
+
+
+def env_fingerprint(env: dict[str, Any]) -> str:
+    """Return a short stable id of the hardware and software that shape energy results."""
+    versions = env.get("versions", {})
+    key = {k: env.get(k) for k in FINGERPRINT_KEYS}
+    key["versions"] = {k: versions.get(k) for k in ("torch", "transformers", "vllm")}
+    blob = json.dumps(key, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def collect_env(
     gpus: Sequence[GpuDevice] = (), cpus: Sequence[CpuDevice] = (), notes: Sequence[str] = ()
 ) -> dict[str, Any]:
     """Return the environment record stored with every run."""
     gpu_infos = [gpu.info() for gpu in gpus]
     first = gpu_infos[0] if gpu_infos else {}
-    return {
+    env: dict[str, Any] = {
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
@@ -65,3 +80,5 @@ def collect_env(
         "versions": package_versions(),
         "notes": list(notes),
     }
+    env["env_id"] = env_fingerprint(env)
+    return env

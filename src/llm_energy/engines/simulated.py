@@ -7,6 +7,7 @@ CPU in milliseconds, with known ground truth: prefill takes `prefill_s_per_token
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +29,7 @@ class SimulatedEngineConfig(BaseModel):
     decode_power_w: float = Field(400.0, ge=0)
     idle_power_w: float = Field(70.0, ge=0)
     max_batch_size: int = Field(1024, gt=0, description="larger batches raise OutOfMemory")
+    wall_s_per_call: float = Field(0.0, ge=0, description="real seconds slept per phase call (kill tests)")
 
 
 class SimulatedEngine:
@@ -66,6 +68,7 @@ class SimulatedEngine:
         batch = self._require()
         self._set_power(self.config.prefill_power_w)
         self.clock.advance(batch.prefill_tokens * self.config.prefill_s_per_token)
+        time.sleep(self.config.wall_s_per_call)
         self._prefilled = True
 
     def decode(self) -> int:
@@ -75,6 +78,7 @@ class SimulatedEngine:
             raise EngineError("decode() called before prefill()")
         self._set_power(self.config.decode_power_w)
         self.clock.advance(batch.decode_steps * self.config.decode_step_s)
+        time.sleep(self.config.wall_s_per_call)
         return batch.decode_tokens
 
     def generate(self) -> int:

@@ -146,16 +146,42 @@ class Store:
                 breaks the schema (unknown status or phase, repetitions < 1), the database is
                 locked, or the write failed. The database is unchanged in every case.
         """
-        action = f"write run {result.run_id!r} to"
-        run_row, phase_rows = self._rows_of(result, action)
+        self.write_runs([result])
+
+    def write_runs(self, results: Sequence[RunResult]) -> None:
+        """Store several runs in ONE transaction: all of them or none (a sweep point's repeats).
+
+        Raises:
+            StoreError: as `write_run`, for any of the runs; nothing is written then.
+        """
+        action = f"write {len(results)} run(s) to"
+        rows = [self._rows_of(result, action) for result in results]
         with self._transaction(action, write=True) as conn:
-            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (result.run_id,)).fetchone():
-                raise StoreError(f"cannot {action} {self.path}: run_id {result.run_id!r} is already stored")
-            conn.execute(_INSERT_RUN, run_row)
-            conn.executemany(_INSERT_PHASE, phase_rows)
-        logger.debug(
-            "stored run %s (%s, %d phases) in %s", result.run_id, result.status, len(phase_rows), self.path
-        )
+            for result, (run_row, phase_rows) in zip(results, rows, strict=True):
+                if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (result.run_id,)).fetchone():
+                    raise StoreError(
+                        f"cannot {action} {self.path}: run_id {result.run_id!r} is already stored"
+                    )
+                conn.execute(_INSERT_RUN, run_row)
+                conn.executemany(_INSERT_PHASE, phase_rows)
+        logger.debug("stored %d run(s) in %s", len(results), self.path)
+
+    def point_statuses(self, env_id: str | None = None) -> dict[str, set[str]]:
+        """Return, per stored point_id, the set of statuses its runs have (for resuming sweeps).
+
+        Args:
+            env_id: Keep only runs measured in this environment (`env.env_id`); None keeps all.
+        """
+        with self._transaction("read points of", write=False) as conn:
+            rows = conn.execute(
+                "SELECT point_id, status, json_extract(env_json, '$.env_id') "
+                "FROM runs WHERE point_id IS NOT NULL"
+            ).fetchall()
+        out: dict[str, set[str]] = {}
+        for point_id, status, run_env in rows:
+            if env_id is None or run_env == env_id:
+                out.setdefault(point_id, set()).add(status)
+        return out
 
     def read_runs(
         self, *, status: str | None = None, run_ids: Sequence[str] | None = None

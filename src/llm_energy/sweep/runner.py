@@ -35,12 +35,14 @@ class RunOptions:
         max_repetitions: Upper bound on repetitions inside one window.
         measure_total: Also measure whole generations in a `total` window.
         repeats: Independent measurements of the point (each stored as its own run).
+        time_limit_s: Once a point has run this long, no further repeat starts (soft limit).
     """
 
     target_window_s: float = 2.0
     max_repetitions: int = 100_000
     measure_total: bool = True
     repeats: int = 1
+    time_limit_s: float | None = None
 
 
 def _now_iso() -> str:
@@ -149,8 +151,16 @@ def run_point(
     try:
         engine.prepare(batch)
         compile_s = clock() - t0_s
-        results = []
+        results: list[RunResult] = []
         for _ in range(options.repeats):
+            if results and options.time_limit_s is not None and clock() - t0_s > options.time_limit_s:
+                logger.warning(
+                    "time limit %.0f s reached after %d repeat(s) of %s",
+                    options.time_limit_s,
+                    len(results),
+                    point,
+                )
+                break
             phases = measure_phases(engine, meter, batch, clock, options)
             results.append(
                 RunResult(
@@ -166,7 +176,7 @@ def run_point(
             )
         return results
     except OutOfMemory as exc:
-        logger.warning("out of memory at %s: %s", point, exc)
+        logger.info("out of memory at %s: %s", point, exc)
         return [
             RunResult(
                 run_id=uuid.uuid4().hex,

@@ -1,21 +1,25 @@
-"""The configuration of one measured point, validated before anything is loaded.
+"""What to measure: one `Point`, or a `SweepSpec` (YAML) that expands into many points.
 
-A `Point` names the model, engine and mode, the batch geometry and the weight initialisation.
-Invalid values raise `ConfigError` naming the field, so the CLI can exit with status 2 before it
-builds a model.
+Everything is validated before anything is loaded: an unknown key, a wrong type, an empty axis or an
+impossible length raises one `ConfigError` naming the field (and, for YAML, its line), so the CLI exits
+with status 2 and no GPU time is spent.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llm_energy.architectures import check_lengths, load_architecture
 from llm_energy.engines import check_mode
 from llm_energy.errors import ConfigError
+
+Init = Literal["normal", "uniform", "zeros"]
 
 
 class Point(BaseModel):
@@ -24,22 +28,31 @@ class Point(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field(description="bundled architecture name or a local checkpoint directory")
-    engine: str = Field("hf", description="engine name (see `llm-energy models` / ENGINES)")
+    engine: str = Field("hf", description="engine name (see ENGINES)")
     mode: str | None = Field(None, description="engine mode, e.g. eager | compiled | cudagraphs")
     batch_size: int = Field(1, description="requests per batch")
     input_len: int = Field(512, description="input tokens per request")
     output_len: int = Field(128, description="output tokens per request (forced)")
     dtype: str = Field("bfloat16", description="bfloat16 | float16 | float32")
-    init: Literal["normal", "uniform", "zeros"] | None = Field(
-        None, description="random weight init; None = the engine's default (hf: normal, vllm: uniform)"
-    )
+    init: Init | None = Field(None, description="random weight init; None = the engine's default")
     seed: int = Field(0, description="seed for weights and inputs")
     device: str = Field("cuda", description="cuda, cuda:N or cpu")
+    options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
 
     def point_id(self) -> str:
         """Return a stable id: sha256 of the canonical JSON of this point."""
-        blob = json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))
+        blob = json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def group_key(self) -> tuple[str, str, str | None, str, str, str | None, int, str]:
+        """Points sharing this key share one loaded model (model, engine, mode, options...)."""
+        opts = json.dumps(self.options, sort_keys=True, default=str)
+        return (self.model, self.engine, self.mode, self.dtype, self.device, self.init, self.seed, opts)
+
+
+def _first_error(exc: ValidationError) -> tuple[tuple[Any, ...], str]:
+    first = exc.errors()[0]
+    return tuple(first["loc"]), str(first["msg"])
 
 
 def make_point(**fields: Any) -> Point:
@@ -51,9 +64,8 @@ def make_point(**fields: Any) -> Point:
     try:
         point = Point(**fields)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid {where}: {first['msg']}") from exc
+        loc, msg = _first_error(exc)
+        raise ConfigError(f"invalid {'.'.join(map(str, loc))}: {msg}") from exc
     mode = check_mode(point.engine, point.mode)
     for name in ("batch_size", "input_len", "output_len"):
         if getattr(point, name) <= 0:
@@ -62,3 +74,160 @@ def make_point(**fields: Any) -> Point:
         arch = load_architecture(point.model)
         check_lengths(arch, point.input_len, point.output_len, point.batch_size)
     return point.model_copy(update={"mode": mode})
+
+
+class EngineSpec(BaseModel):
+    """One engine entry of a sweep: `{engine: hf, mode: cudagraphs}`; other keys are engine options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    engine: str
+    mode: str | None = None
+
+
+class SweepSpec(BaseModel):
+    """A grid of points: models x engines x batch sizes x input lengths x output lengths."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="name of the sweep (stored with every run)")
+    models: list[str] = Field(min_length=1, description="architectures or checkpoint dirs")
+    engines: list[EngineSpec] = Field(min_length=1, description="engine entries")
+    batch_sizes: list[int] = Field(min_length=1)
+    input_lens: list[int] = Field(min_length=1)
+    output_lens: list[int] = Field(min_length=1)
+    repeats: int = Field(1, ge=1, description="independent measurements per point")
+    seed: int = 0
+    dtype: str = "bfloat16"
+    device: str = "cuda"
+    init: Init | None = None
+    window_s: float = Field(2.0, gt=0, description="each phase window lasts at least this long")
+    idle_s: float = Field(2.0, ge=0, description="idle power measured per loaded group")
+    time_limit_s: float | None = Field(
+        None, gt=0, description="per point; local: no further repeats once exceeded; ray: the point is killed"
+    )
+
+    @field_validator("batch_sizes", "input_lens", "output_lens")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        bad = [v for v in values if v <= 0]
+        if bad:
+            raise ValueError(f"every value must be > 0 (got {bad[0]})")
+        return sorted(set(values))
+
+    def points(self) -> list[Point]:
+        """Expand into points, grouped by loaded model and, within a shape, by increasing batch size.
+
+        Raises:
+            ConfigError: an engine, mode or length is invalid for a model (names the value).
+        """
+        out: list[Point] = []
+        for model in self.models:
+            for eng in self.engines:
+                options = dict(eng.model_extra or {})
+                for input_len in self.input_lens:
+                    for output_len in self.output_lens:
+                        for batch_size in self.batch_sizes:
+                            out.append(
+                                make_point(
+                                    model=model,
+                                    engine=eng.engine,
+                                    mode=eng.mode,
+                                    batch_size=batch_size,
+                                    input_len=input_len,
+                                    output_len=output_len,
+                                    dtype=self.dtype,
+                                    init=self.init,
+                                    seed=self.seed,
+                                    device=self.device,
+                                    options=options,
+                                )
+                            )
+        return out
+
+
+def _yaml_line(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Return the 1-based line of the YAML node at `loc` (or of its nearest existing parent)."""
+    try:
+        node: Any = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = None if node is None else node.start_mark.line + 1
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [(k, v) for k, v in node.value if k.value == key]
+            if not match:
+                break
+            node = match[0][1]
+            line = match[0][0].start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
+    """Parse and validate sweep YAML (safe_load only).
+
+    Raises:
+        ConfigError: malformed YAML, an unknown key, a wrong type or an empty axis: the message names
+            the field and its line.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a sweep spec must be a mapping of keys (name, models, engines, ...)")
+    try:
+        spec = SweepSpec(**data)
+    except ValidationError as exc:
+        loc, msg = _first_error(exc)
+        line = _yaml_line(text, loc)
+        where = f"line {line}: " if line else ""
+        raise ConfigError(f"{source}: {where}{'.'.join(map(str, loc))}: {msg}") from exc
+    problem = _check_names_and_lengths(spec)
+    if problem is not None:
+        loc, msg = problem
+        line = _yaml_line(text, loc)
+        where = f"line {line}: " if line else ""
+        raise ConfigError(f"{source}: {where}{'.'.join(map(str, loc))}: {msg}")
+    return spec
+
+
+def _check_names_and_lengths(spec: SweepSpec) -> tuple[tuple[Any, ...], str] | None:
+    """Return (location, message) of the first unknown model/engine/mode or impossible length."""
+    for i, eng in enumerate(spec.engines):
+        try:
+            check_mode(eng.engine, eng.mode)
+        except ConfigError as exc:
+            return ("engines", i), str(exc)
+    if all(eng.engine == "simulated" for eng in spec.engines):
+        return None
+    for j, model in enumerate(spec.models):
+        try:
+            arch = load_architecture(model)
+        except ConfigError as exc:
+            return ("models", j), str(exc)
+        longest = max(spec.input_lens) + max(spec.output_lens)
+        if longest > arch.max_context_tokens:
+            return ("input_lens",), (
+                f"input {max(spec.input_lens)} + output {max(spec.output_lens)} = {longest} tokens exceeds "
+                f"{model}'s context of {arch.max_context_tokens}"
+            )
+    return None
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep spec file.
+
+    Raises:
+        ConfigError: the file cannot be read or is invalid.
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read sweep spec {path}: {exc}") from exc
+    return parse_spec(text, str(path))

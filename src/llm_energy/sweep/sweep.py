@@ -1,0 +1,179 @@
+"""Run a sweep spec: expand, skip what is stored, rule out infeasible batches, execute, store.
+
+Resumable by construction: each point's runs are written in one transaction as soon as the point
+finishes, keyed by `point_id` and the environment's `env_id`; a rerun skips points stored with status
+`ok` in the same environment (and failed ones unless `retry_failed`). A process killed at any moment,
+kill -9 included, loses at most the point in flight and never stores one twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from llm_energy.records import RunResult
+from llm_energy.store import Store
+from llm_energy.sweep.executors import Executor, Group, LocalExecutor, RayExecutor, failed_result
+from llm_energy.sweep.runner import RunOptions
+from llm_energy.sweep.spec import Point, SweepSpec
+
+logger = logging.getLogger(__name__)
+
+COMPILE_S_ESTIMATE = {"cudagraphs": 90.0, "compiled": 60.0}
+"""Rough compile + graph-capture time per point on the H100 (docs/results/foundation-h100.md)."""
+LOAD_S_ESTIMATE = {"vllm": 90.0}
+"""Rough engine start-up per group; 15 s otherwise (an 8B model built on the GPU)."""
+
+
+@dataclass
+class SweepSummary:
+    """What a sweep did."""
+
+    total: int = 0
+    skipped: int = 0
+    measured: int = 0
+    ok: int = 0
+    oom: int = 0
+    error: int = 0
+    infeasible: int = 0
+    last: RunResult | None = None
+    failures: list[str] = field(default_factory=list)
+
+
+def group_points(points: Sequence[Point]) -> list[Group]:
+    """Group points that share a loaded model, keeping each group's order (shape, then batch size)."""
+    groups: dict[Any, Group] = {}
+    for p in points:
+        groups.setdefault(p.group_key(), []).append(p)
+    return list(groups.values())
+
+
+def environment_id(point: Point) -> str:
+    """Return the env_id results of `point` will carry on this machine (for resume decisions)."""
+    from llm_energy.env import collect_env
+
+    if point.engine == "simulated":
+        from llm_energy.meters.simulated import SimClock, SimulatedGpu
+
+        return str(collect_env([SimulatedGpu(SimClock())])["env_id"])
+    from llm_energy.meters import detect_cpus, detect_gpus
+
+    gpus, _ = detect_gpus(probe_update_period=False) if point.device != "cpu" else ([], [])
+    index = int(point.device.split(":")[1]) if ":" in point.device else 0
+    cpus, _ = detect_cpus()
+    return str(collect_env([g for g in gpus if g.index == index], cpus)["env_id"])
+
+
+def estimate_gpu_s(points: Sequence[Point], options: RunOptions, idle_s: float) -> float:
+    """A rough wall-time estimate of measuring `points` (for `--dry-run`); says nothing precise."""
+    total = 0.0
+    for group in group_points(points):
+        first = group[0]
+        total += idle_s + LOAD_S_ESTIMATE.get(first.engine, 15.0)
+        for p in group:
+            total += COMPILE_S_ESTIMATE.get(p.mode or "", 0.0) + 3 * options.target_window_s * options.repeats
+    return total
+
+
+def run_sweep(
+    spec: SweepSpec,
+    store: Store,
+    *,
+    executor: str = "local",
+    retry_failed: bool = False,
+    address: str | None = None,
+    on_point: Callable[[SweepSummary], None] | None = None,
+    executor_kwargs: dict[str, Any] | None = None,
+) -> SweepSummary:
+    """Measure every point of `spec` not yet stored, writing each point's runs as it finishes."""
+    points = spec.points()
+    options = RunOptions(target_window_s=spec.window_s, repeats=spec.repeats, time_limit_s=spec.time_limit_s)
+    summary = SweepSummary(total=len(points))
+    env_ids: dict[Any, str] = {}
+    stored_cache: dict[str, dict[str, set[str]]] = {}
+    oom_at: dict[tuple[Any, ...], int] = {}
+
+    def env_of(point: Point) -> str:
+        key = point.group_key()
+        if key not in env_ids:
+            env_ids[key] = environment_id(point)
+        return env_ids[key]
+
+    def stored(point: Point) -> set[str]:
+        env_id = env_of(point)
+        if env_id not in stored_cache:
+            stored_cache[env_id] = store.point_statuses(env_id)
+        return stored_cache[env_id].get(point.point_id(), set())
+
+    def shape(point: Point) -> tuple[Any, ...]:
+        return (*point.group_key(), point.input_len, point.output_len)
+
+    def plan(point: Point) -> bool:
+        statuses = stored(point)
+        if "ok" in statuses or (statuses and not retry_failed):
+            summary.skipped += 1
+            _notify()
+            return False
+        smallest_oom = oom_at.get(shape(point))
+        if smallest_oom is not None and point.batch_size > smallest_oom:
+            msg = f"not tried: batch {smallest_oom} already ran out of memory at this shape"
+            store.write_runs([failed_result(point, "oom", msg, env_id=env_of(point))])
+            summary.infeasible += 1
+            _notify()
+            return False
+        return True
+
+    def sink(point: Point, results: list[RunResult]) -> bool:
+        # Results made by the driver (worker died, time limit) carry no environment: tag them so a
+        # resumed sweep recognises them.
+        results = [
+            r if r.env.get("env_id") else replace(r, env={**r.env, "env_id": env_of(point)}) for r in results
+        ]
+        store.write_runs(results)
+        summary.measured += 1
+        for r in results:
+            setattr(summary, r.status, getattr(summary, r.status) + 1)
+            summary.last = r
+            if r.status != "ok":
+                summary.failures.append(
+                    f"{point.model} {point.engine}/{point.mode} bs{point.batch_size} "
+                    f"in{point.input_len}/out{point.output_len}: {r.status}: {r.error}"
+                )
+        if any(r.status == "oom" for r in results):
+            key = shape(point)
+            oom_at[key] = min(point.batch_size, oom_at.get(key, point.batch_size))
+        _notify()
+        return True
+
+    def _notify() -> None:
+        if on_point is not None:
+            on_point(summary)
+
+    runner = make_executor(
+        executor,
+        options,
+        idle_s=spec.idle_s,
+        sweep_name=spec.name,
+        address=address,
+        **(executor_kwargs or {}),
+    )
+    runner.run(group_points(points), sink, plan)
+    return summary
+
+
+def make_executor(name: str, options: RunOptions, **kwargs: Any) -> Executor:
+    """Return the executor registered as `name` (`local` or `ray`).
+
+    Raises:
+        ConfigError: unknown executor name, or Ray missing for `ray`.
+    """
+    from llm_energy.errors import ConfigError
+
+    if name == "local":
+        kwargs.pop("address", None)
+        return LocalExecutor(options, **kwargs)
+    if name == "ray":
+        return RayExecutor(options, **kwargs)
+    raise ConfigError(f"unknown executor {name!r}; valid executors: local, ray")

@@ -1,0 +1,127 @@
+"""Sweeps end to end on the simulated engine: resume, infeasible batches, retries, kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from llm_energy.store import Store
+from llm_energy.sweep.spec import parse_spec
+from llm_energy.sweep.sweep import run_sweep
+
+SPEC = """\
+name: sim
+models: [sim]
+engines: [{engine: simulated, max_batch_size: 16}]
+batch_sizes: [1, 8, 32, 64]
+input_lens: [128, 512]
+output_lens: [32]
+repeats: 2
+window_s: 1.0
+idle_s: 0.5
+"""
+
+
+def _point_counts(store: Store) -> Counter:
+    return Counter((r.config["point_id"], r.status) for r in store.read_runs())
+
+
+def test_sweep_measures_skips_stored_and_marks_larger_batches_infeasible(tmp_store):
+    """First run: ok points + oom at 32 + 64 not tried; second run measures nothing new."""
+    spec = parse_spec(SPEC)
+    first = run_sweep(spec, tmp_store)
+    assert (first.measured, first.ok, first.oom, first.infeasible, first.skipped) == (6, 8, 2, 2, 0)
+    runs = tmp_store.read_runs()
+    not_tried = [r for r in runs if r.error and r.error.startswith("not tried")]
+    assert {r.config["batch_size"] for r in not_tried} == {64}
+    assert all(r.status == "oom" for r in not_tried)
+    assert all(r.config["sweep"] == "sim" for r in runs if r.status == "ok")
+    before = tmp_store.count_runs()
+    second = run_sweep(spec, tmp_store)
+    assert (second.measured, second.skipped) == (0, 8)
+    assert tmp_store.count_runs() == before
+
+
+def test_retry_failed_measures_failed_points_again(tmp_store):
+    """--retry-failed re-measures stored oom points (and re-derives infeasibility), never ok ones."""
+    spec = parse_spec(SPEC)
+    run_sweep(spec, tmp_store)
+    again = run_sweep(spec, tmp_store, retry_failed=True)
+    assert again.ok == 0
+    assert (again.oom, again.infeasible, again.skipped) == (2, 2, 4)
+
+
+def test_changed_environment_is_not_resumed(tmp_store):
+    """Points stored under another environment (env_id) are measured again here."""
+    spec = parse_spec(SPEC.replace("batch_sizes: [1, 8, 32, 64]", "batch_sizes: [1]"))
+    run_sweep(spec, tmp_store)
+    statuses = tmp_store.point_statuses(env_id="some-other-gpu")
+    assert statuses == {}
+
+
+def test_kill_9_mid_sweep_loses_and_duplicates_nothing(tmp_path):
+    """A sweep killed with SIGKILL and rerun ends with every point stored exactly once per repeat."""
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(
+        SPEC.replace("max_batch_size: 16}", "max_batch_size: 1024, wall_s_per_call: 0.02}").replace(
+            "repeats: 2", "repeats: 1"
+        )
+    )
+    db = tmp_path / "runs.db"
+    cmd = [sys.executable, "-m", "llm_energy", "sweep", str(spec_path), "--db", str(db)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if db.exists():
+                with Store(db) as s:
+                    if s.count_runs() >= 2:
+                        break
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+    with Store(db) as s:
+        partial = s.count_runs()
+    assert 2 <= partial < 8, "the kill should land mid-sweep"
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    with Store(db) as s:
+        counts = _point_counts(s)
+    assert len(counts) == 8
+    assert set(counts.values()) == {1}
+    assert {status for _, status in counts} == {"ok"}
+
+
+@pytest.mark.parametrize("bad", ["models: [sim]\n", "name: x\n"])
+def test_cli_bad_spec_exits_2_and_runs_nothing(tmp_path, bad):
+    """A broken spec exits 2 before anything runs or any database is created."""
+    from typer.testing import CliRunner
+
+    from llm_energy.cli import app
+
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(bad)
+    result = CliRunner().invoke(app, ["sweep", str(spec_path), "--db", str(tmp_path / "r.db")])
+    assert result.exit_code == 2
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_cli_dry_run_lists_points_and_estimate(tmp_path):
+    """--dry-run prints every point and a GPU-time estimate, and measures nothing."""
+    from typer.testing import CliRunner
+
+    from llm_energy.cli import app
+
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(SPEC)
+    result = CliRunner().invoke(app, ["sweep", str(spec_path), "--db", str(tmp_path / "r.db"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "8 points" in result.output
+    assert "estimated GPU time" in result.output
+    assert not (tmp_path / "r.db").exists()

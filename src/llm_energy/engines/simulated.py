@@ -7,6 +7,7 @@ CPU in milliseconds, with known ground truth: prefill takes `prefill_s_per_token
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, ClassVar
 
@@ -30,6 +31,10 @@ class SimulatedEngineConfig(BaseModel):
     idle_power_w: float = Field(70.0, ge=0)
     max_batch_size: int = Field(1024, gt=0, description="larger batches raise OutOfMemory")
     wall_s_per_call: float = Field(0.0, ge=0, description="real seconds slept per phase call (kill tests)")
+    crash_at_batch_size: int | None = Field(
+        None,
+        description="the process dies (exit 137) when preparing this batch size: a worker killed mid-point",
+    )
 
 
 class SimulatedEngine:
@@ -57,6 +62,8 @@ class SimulatedEngine:
 
     def prepare(self, batch: Batch) -> None:
         """Reject batches above `max_batch_size` as out of memory; warm up for 0.5 s."""
+        if batch.batch_size == self.config.crash_at_batch_size:
+            os._exit(137)  # like a SIGKILL from the OOM killer: no cleanup, no exception
         if batch.batch_size > self.config.max_batch_size:
             raise OutOfMemory(f"simulated: batch {batch.batch_size} > {self.config.max_batch_size}")
         self._batch = batch

@@ -14,13 +14,17 @@ from llm_energy.errors import ConfigError
 
 ENGINES: dict[str, str] = {
     "hf": "llm_energy.engines.hf:HFEngine",
+    "hf-paged": "llm_energy.engines.hf_paged:HFPagedEngine",
     "simulated": "llm_energy.engines.simulated:SimulatedEngine",
+    "vllm": "llm_energy.engines.vllm:VllmEngine",  # extra: pip install llm-energy[vllm]
 }
 """The registry: engine name → `module:Class`. The one place to add an engine."""
 
 ENGINE_MODES: dict[str, tuple[str, ...]] = {
     "hf": ("eager", "compiled", "cudagraphs"),
+    "hf-paged": ("paged",),
     "simulated": ("default",),
+    "vllm": ("cudagraphs", "eager"),
 }
 """Valid modes per engine (the first is the default)."""
 
@@ -38,8 +42,10 @@ def engine_class(name: str) -> Any:
 
 
 def build_engine(name: str, arch: Any, **config: Any) -> Engine:
-    """Build engine `name` for architecture `arch`; `config` fills its `Config` (None values are dropped,
-    so each engine keeps its own defaults, e.g. the weight init).
+    """Build engine `name` for architecture `arch`.
+
+    `config` fills the engine's `Config`; None values are dropped, so each engine keeps its own
+    defaults (e.g. the weight init).
 
     Raises:
         ConfigError: unknown engine or an invalid config value (the message names the field).

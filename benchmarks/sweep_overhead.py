@@ -43,16 +43,29 @@ def main() -> None:
             group = (cfg.get("model"), cfg.get("engine"), cfg.get("mode"))
             busy = sum(p.measurement.duration_s for name, p in r.phases.items() if name != "idle")
             first = group != state["group"]
-            rows.append({"engine": cfg.get("engine"), "mode": cfg.get("mode"), "batch": cfg.get("batch_size"),
-                         "input": cfg.get("input_len"), "output": cfg.get("output_len"), "status": r.status,
-                         "busy_s": busy * spec.repeats, "wall_s": now - state["t"], "first_in_group": first,
-                         "compile_s": r.compile_s,
-                         "total_j_per_tok": r.phases["total"].energy_per_token_j if "total" in r.phases else None})
+            rows.append(
+                {
+                    "engine": cfg.get("engine"),
+                    "mode": cfg.get("mode"),
+                    "batch": cfg.get("batch_size"),
+                    "input": cfg.get("input_len"),
+                    "output": cfg.get("output_len"),
+                    "status": r.status,
+                    "busy_s": busy * spec.repeats,
+                    "wall_s": now - state["t"],
+                    "first_in_group": first,
+                    "compile_s": r.compile_s,
+                    "total_j_per_tok": r.phases["total"].energy_per_token_j if "total" in r.phases else None,
+                }
+            )
             row = rows[-1]
-            print(f"{row['engine']}/{row['mode']} bs{row['batch']} in{row['input']}/out{row['output']} "
-                  f"{row['status']}: busy {row['busy_s']:.1f} s / wall {row['wall_s']:.1f} s "
-                  f"= {row['busy_s'] / row['wall_s']:.1%} (compile {row['compile_s']:.1f} s)"
-                  f"{' [first: includes load]' if first else ''}", flush=True)
+            print(
+                f"{row['engine']}/{row['mode']} bs{row['batch']} in{row['input']}/out{row['output']} "
+                f"{row['status']}: busy {row['busy_s']:.1f} s / wall {row['wall_s']:.1f} s "
+                f"= {row['busy_s'] / row['wall_s']:.1%} (compile {row['compile_s']:.1f} s)"
+                f"{' [first: includes load]' if first else ''}",
+                flush=True,
+            )
             state["group"] = group
         state["measured"] = s.measured
         state["t"] = now
@@ -61,14 +74,21 @@ def main() -> None:
         summary = run_sweep(spec, store, on_point=on_point)
     steady = [r["busy_s"] / r["wall_s"] for r in rows if not r["first_in_group"] and r["status"] == "ok"]
     if steady:
-        print(f"median busy/wall over {len(steady)} points (model loaded): {statistics.median(steady):.1%} "
-              f"(min {min(steady):.1%}, max {max(steady):.1%})")
-    print(f"{summary.measured} measured, {summary.ok} ok runs, {summary.oom} oom, {summary.error} error, "
-          f"{summary.skipped} skipped, {summary.infeasible} infeasible")
+        print(
+            f"median busy/wall over {len(steady)} points (model loaded): {statistics.median(steady):.1%} "
+            f"(min {min(steady):.1%}, max {max(steady):.1%})"
+        )
+    print(
+        f"{summary.measured} measured, {summary.ok} ok runs, {summary.oom} oom, {summary.error} error, "
+        f"{summary.skipped} skipped, {summary.infeasible} infeasible"
+    )
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"rows": rows, "median_busy_over_wall": statistics.median(steady) if steady else None}, fh,
-                      indent=1)
+            json.dump(
+                {"rows": rows, "median_busy_over_wall": statistics.median(steady) if steady else None},
+                fh,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -201,9 +201,10 @@ def render_runs(results: Sequence[RunResult], db_path: Path) -> None:
         return
     first = ok[0]
     cfg = first.config
+    device = cfg.get("engine_facts", {}).get("device", cfg["device"])
     title = (
         f"{cfg['model']} · {cfg['engine']} {cfg.get('mode')} · batch {cfg['batch_size']} · "
-        f"in {cfg['input_len']} / out {cfg['output_len']} · {cfg['device']} · {len(ok)} run(s)"
+        f"in {cfg['input_len']} / out {cfg['output_len']} · {device} · {len(ok)} run(s)"
     )
     table = Table(title=title)
     for col in (

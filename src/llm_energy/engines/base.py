@@ -11,8 +11,12 @@ right after the last prefill, so a short decode can be repeated inside one meter
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from llm_energy.errors import OutOfMemory
 
 
 @dataclass(frozen=True)
@@ -81,3 +85,18 @@ class Engine(Protocol):
     def close(self) -> None:
         """Release the model and device memory."""
         ...
+
+
+@contextlib.contextmanager
+def oom_as_error() -> Iterator[None]:
+    """Map out-of-memory to `OutOfMemory`, so the runner stores status `oom` and a sweep goes on.
+
+    Catches torch's CUDA out-of-memory error and Python's `MemoryError` (which transformers raises when
+    a paged cache exceeds free memory). torch is imported only here, when an engine runs.
+    """
+    import torch
+
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        raise OutOfMemory(str(exc).splitlines()[0]) from exc

@@ -15,16 +15,14 @@ capture happen in `prepare`, which the runner times apart from steady-state ener
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm_energy.architectures import Architecture, build_model
-from llm_energy.engines.base import Batch
-from llm_energy.errors import ConfigError, EngineError, OutOfMemory
+from llm_energy.engines.base import Batch, oom_as_error
+from llm_energy.errors import ConfigError, EngineError
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +66,7 @@ class HFEngine:
     # -- lifecycle -----------------------------------------------------------------------------
     def load(self) -> None:
         """Build the model with random weights (or load the local checkpoint) on the device."""
-        with _oom_as_error():
+        with oom_as_error():
             self.model = build_model(
                 self.arch,
                 device=self.config.device,
@@ -88,7 +86,7 @@ class HFEngine:
         gen = torch.Generator(device="cpu").manual_seed(self.config.seed)
         ids = torch.randint(0, self.arch.vocab_size, (batch.batch_size, batch.input_tokens), generator=gen)
         self._input_ids = ids.to(self.config.device)
-        with _oom_as_error():
+        with oom_as_error():
             if self.config.mode == "eager":
                 self._step = self._forward_argmax
             else:
@@ -159,7 +157,7 @@ class HFEngine:
         import torch
 
         batch = self._require_batch()
-        with torch.inference_mode(), _oom_as_error():
+        with torch.inference_mode(), oom_as_error():
             if self.config.mode == "eager":
                 from transformers import DynamicCache
 
@@ -188,7 +186,7 @@ class HFEngine:
         batch = self._require_batch()
         tokens = [self._first_token]
         token = self._first_token
-        with torch.inference_mode(), _oom_as_error():
+        with torch.inference_mode(), oom_as_error():
             if self.config.mode != "eager":
                 self._rewind_static_cache(batch.input_tokens)
             elif self._cache.get_seq_length() > batch.input_tokens:
@@ -247,14 +245,3 @@ class HFEngine:
         if self._batch is None:
             raise EngineError("prepare() must be called first")
         return self._batch
-
-
-@contextlib.contextmanager
-def _oom_as_error() -> Iterator[None]:
-    """Map torch's out-of-memory error to `OutOfMemory`, so the runner can store status `oom`."""
-    import torch
-
-    try:
-        yield
-    except torch.OutOfMemoryError as exc:
-        raise OutOfMemory(str(exc).splitlines()[0]) from exc

@@ -21,18 +21,16 @@ that mask but need the ``flash-attn`` (or ``kernels``) package on a CUDA device.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import math
 import time
-from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm_energy.architectures import Architecture, build_model
-from llm_energy.engines.base import Batch
+from llm_energy.engines.base import Batch, oom_as_error
 from llm_energy.errors import EngineError, OutOfMemory
 
 logger = logging.getLogger(__name__)
@@ -140,7 +138,7 @@ class HFPagedEngine:
                 f"{', '.join(flash_modules)} (none is installed); use 'paged|sdpa'"
             )
         model: Any
-        with _oom_as_error():
+        with oom_as_error():
             model = build_model(
                 self.arch,
                 device=self.config.device,
@@ -205,7 +203,7 @@ class HFPagedEngine:
             max_generated_length=batch.output_tokens,
             num_requests=batch.batch_size,
         )
-        with _oom_as_error():
+        with oom_as_error():
             self._manager = self.model.init_continuous_batching(
                 generation_config=generation_config,
                 continuous_batching_config=cb_config,
@@ -355,17 +353,3 @@ class HFPagedEngine:
         if self._batch is None:
             raise EngineError("prepare() must be called first")
         return self._batch
-
-
-@contextlib.contextmanager
-def _oom_as_error() -> Iterator[None]:
-    """Map out-of-memory to `OutOfMemory`, so the runner can store status `oom`.
-
-    transformers raises Python's `MemoryError` when the requested paged cache exceeds free memory.
-    """
-    import torch
-
-    try:
-        yield
-    except (torch.OutOfMemoryError, MemoryError) as exc:
-        raise OutOfMemory(str(exc).splitlines()[0]) from exc

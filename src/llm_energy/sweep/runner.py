@@ -128,11 +128,13 @@ def run_point(
     clock: Clock = time.monotonic,
     load_s: float = 0.0,
     idle: Measurement | None = None,
+    point_id: str | None = None,
 ) -> list[RunResult]:
     """Prepare `engine` for `point` and measure it `options.repeats` times.
 
     Never raises for a failing configuration: out-of-memory becomes status `oom`, any other engine
-    failure status `error`, each with its message, so a sweep can go on.
+    failure status `error`, each with its message, so a sweep can go on. `point_id` overrides the
+    point's own id (a sweep stores the id of the point as specified, before device resolution).
 
     Returns:
         One `RunResult` per repeat (a single failed result if preparation failed).
@@ -141,7 +143,7 @@ def run_point(
     batch = Batch(point.batch_size, point.input_len, point.output_len, point.seed)
     config = {
         **point.model_dump(),
-        "point_id": point.point_id(),
+        "point_id": point_id or point.point_id(),
         "target_window_s": options.target_window_s,
         "engine_facts": dict(engine.describe()),
     }

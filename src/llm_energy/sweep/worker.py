@@ -31,12 +31,23 @@ class GroupWorker:
         options: How each point is measured.
         idle_s: Seconds of idle power measured once, before loading.
         sweep_name: Stored in every run's config.
+        cpu_tdp_w: TDP for the CPU estimate where no RAPL counter is readable.
+        on_status: Called with short progress messages (the CLI shows them).
     """
 
     def __init__(
-        self, first: Point, options: RunOptions, *, idle_s: float = 2.0, sweep_name: str = ""
+        self,
+        first: Point,
+        options: RunOptions,
+        *,
+        idle_s: float = 2.0,
+        sweep_name: str = "",
+        cpu_tdp_w: float | None = None,
+        on_status: Callable[[str], None] | None = None,
     ) -> None:
         self.first = first
+        self.cpu_tdp_w = cpu_tdp_w
+        self.say: Callable[[str], None] = on_status or (lambda _msg: None)
         self.options = options
         self.idle_s = idle_s
         self.sweep_name = sweep_name
@@ -47,6 +58,8 @@ class GroupWorker:
         self.load_s = 0.0
         self.clock: Clock = time.monotonic
         self.sleep: Callable[[float], None] = time.sleep
+        self.effective: dict[str, Any] = {}
+        """Device and dtype as resolved on this machine (recorded in each run's config)."""
 
     def open(self) -> dict[str, Any]:
         """Detect devices, measure idle power, build and load the engine; return the environment."""
@@ -62,10 +75,13 @@ class GroupWorker:
 
             p = self.first
             device = resolve_device(p.device)
+            self.effective = {"device": device, "dtype": p.dtype if device != "cpu" else "float32"}
+            if device.startswith("cuda"):
+                self.say("probing GPU energy counters")
             gpus, notes = detect_gpus() if device.startswith("cuda") else ([], [])
             index = int(device.split(":")[1]) if ":" in device else 0
             gpus = [g for g in gpus if g.index == index]
-            cpus, cpu_notes = detect_cpus()
+            cpus, cpu_notes = detect_cpus(tdp_w=self.cpu_tdp_w)
             self.env = collect_env(gpus, cpus, notes + cpu_notes)
             arch = load_architecture(p.model)
             self.engine = build_engine(
@@ -73,14 +89,16 @@ class GroupWorker:
                 arch,
                 mode=p.mode,
                 device=device,
-                dtype=p.dtype,
+                dtype=self.effective["dtype"],  # float32 on CPU: bf16 matmuls are slow on most CPUs
                 init=p.init,
                 seed=p.seed,
                 **p.options,
             )
             self.meter = EnergyMeter(gpus, cpus, sync=self.engine.synchronize)
         assert self.meter is not None and self.engine is not None
+        self.say(f"measuring idle power for {self.idle_s:.0f} s")
         self.idle = self.meter.measure_idle(self.idle_s, sleep=self.sleep)
+        self.say(f"loading {self.first.model}")
         t0 = self.clock()
         self.engine.load()
         self.load_s = self.clock() - t0
@@ -104,10 +122,12 @@ class GroupWorker:
         if self.engine is None or self.meter is None:
             self.open()
         assert self.engine is not None and self.meter is not None
+        self.say(f"compiling / warming up and measuring {point.engine} {point.mode} batch {point.batch_size}")
         results = run_point(
             self.engine,
             self.meter,
-            point,
+            point.model_copy(update=self.effective),
+            point_id=point.point_id(),
             env=self.env,
             options=self.options,
             clock=self.clock,

@@ -5,20 +5,31 @@ these. `SimulatedGpu` reproduces NVML's semantics as seen on the H100 we test on
 is an integer number of millijoules that refreshes only every `update_period_s` (~0.1 s), and the
 power reading is the mean power over the last completed update period. `SimulatedRapl` writes a
 `/sys/class/powercap`-shaped tree into a directory so the real `RaplCpu` reads it.
+
+`SimulatedGpu` also has the settable side of a GPU (`llm_energy.control.SettableGpu`): H100-like
+supported SM clocks and power-limit range, locked clocks and a power limit that can be set and reset,
+and one-shot faults for those setters, so the restore-always logic is tested without a real GPU.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from llm_energy.errors import CounterUnavailable, MeterError
+from llm_energy.errors import CounterUnavailable, GpuSettingsError, MeterError
 from llm_energy.units import j_to_mj, w_to_mw
 
 Fault = Literal["unavailable", "reset", "lost"]
+SettingFault = Literal["set", "restore"]
+
+H100_SM_CLOCKS_MHZ: tuple[int, ...] = tuple(range(345, 1981, 15))
+"""Supported SM clocks of the simulated GPU: 345 to 1980 MHz in 15 MHz steps, like the H100 SXM."""
+
+H100_POWER_LIMIT_RANGE_W: tuple[float, float] = (200.0, 700.0)
+"""Power-limit range of the simulated GPU (the H100 SXM's NVML constraints)."""
 
 
 class SimClock:
@@ -105,7 +116,12 @@ class SimulatedGpu:
         has_energy_counter: False makes `total_energy_mj` raise `CounterUnavailable`.
         counter_start_mj: Counter value at time 0 (real counters start far from zero).
         name: Reported device name.
-        power_limit_w: Reported power limit.
+        power_limit_w: Current power limit (what `set_power_limit_w` changes).
+        default_power_limit_w: Power limit that `reset_power_limit` returns to (default: `power_limit_w`).
+        supported_sm_clocks_mhz: SM clocks that can be locked (default: `H100_SM_CLOCKS_MHZ`).
+        power_limit_range_w: (min, max) settable power limit in watts.
+        locked_sm_clocks_mhz: (min, max) locked SM clocks at start, None when unlocked.
+        settings_privilege: False makes every setter fail as NVML does without root/SYS_ADMIN.
     """
 
     def __init__(
@@ -120,6 +136,11 @@ class SimulatedGpu:
         counter_start_mj: int = 5_000_000,
         name: str = "Simulated H100",
         power_limit_w: float = 700.0,
+        default_power_limit_w: float | None = None,
+        supported_sm_clocks_mhz: Sequence[int] = H100_SM_CLOCKS_MHZ,
+        power_limit_range_w: tuple[float, float] = H100_POWER_LIMIT_RANGE_W,
+        locked_sm_clocks_mhz: tuple[int, int] | None = None,
+        settings_privilege: bool = True,
     ) -> None:
         self.clock = clock
         self.trace = trace if trace is not None else PowerTrace.constant(70.0)
@@ -133,6 +154,13 @@ class SimulatedGpu:
         self._reset_at_s: float | None = None
         self._pending: Fault | None = None
         self._lost = False
+        self.default_power_limit_w = power_limit_w if default_power_limit_w is None else default_power_limit_w
+        self._supported_sm_clocks_mhz = sorted(supported_sm_clocks_mhz)
+        self._power_limit_range_w = power_limit_range_w
+        self.locked_sm_clocks_mhz = locked_sm_clocks_mhz
+        self.settings_privilege = settings_privilege
+        self._setting_faults: dict[SettingFault, int] = {}
+        self._before_change: dict[str, Any] = {}
 
     @property
     def index(self) -> int:
@@ -192,6 +220,91 @@ class SimulatedGpu:
             self._lost = True
         else:
             self._pending = fault
+
+    # --- settable side (llm_energy.control.SettableGpu) -------------------------------------------
+
+    def uuid(self) -> str:
+        """Return a stable identifier of the simulated device."""
+        return f"GPU-simulated-{self._index}"
+
+    def has_settings_privilege(self) -> bool:
+        """Return whether settings may be changed (root / SYS_ADMIN on a real GPU)."""
+        return self.settings_privilege
+
+    def supported_sm_clocks_mhz(self) -> list[int]:
+        """Return the SM clocks that can be locked, ascending, in MHz."""
+        return list(self._supported_sm_clocks_mhz)
+
+    def power_limit_range_w(self) -> tuple[float, float]:
+        """Return the (min, max) settable power limit in watts."""
+        return self._power_limit_range_w
+
+    def current_locked_sm_clocks_mhz(self) -> tuple[int, int] | None:
+        """Return the locked (min, max) SM clocks in MHz, None when unlocked."""
+        return self.locked_sm_clocks_mhz
+
+    def current_power_limit_w(self) -> float:
+        """Return the current power limit in watts."""
+        return self.power_limit_w
+
+    def inject_setting_fault(self, fault: SettingFault, *, after: int = 0) -> None:
+        """Make one settings call fail with `GpuSettingsError`, changing nothing.
+
+        `set`: the next call that changes a setting away from its value before the change fails.
+        `restore`: the next call that undoes a change fails: any reset, or a set back to the value the
+        setting had before it was first changed. `after` lets that many such calls succeed first.
+        """
+        self._setting_faults[fault] = after
+
+    def _change(self, key: str, new: Any, *, reset: bool) -> None:
+        """Apply a settings change: privilege, fault injection and change tracking."""
+        if not self.settings_privilege:
+            raise GpuSettingsError(f"gpu:{self.index}: no privilege to change GPU settings (simulated)")
+        current = getattr(self, key)
+        is_restore = reset or (key in self._before_change and new == self._before_change[key])
+        kind: SettingFault = "restore" if is_restore else "set"
+        if kind in self._setting_faults:
+            if self._setting_faults[kind] == 0:
+                del self._setting_faults[kind]
+                raise GpuSettingsError(f"gpu:{self.index}: {kind} of {key} failed (simulated fault)")
+            self._setting_faults[kind] -= 1
+        if is_restore:
+            self._before_change.pop(key, None)
+        elif new != current:
+            self._before_change.setdefault(key, current)
+        setattr(self, key, new)
+
+    def set_locked_sm_clock_mhz(self, min_mhz: int, max_mhz: int) -> None:
+        """Lock the SM clock to [min_mhz, max_mhz]; both must be supported clocks.
+
+        Raises:
+            GpuSettingsError: unsupported clock, no privilege or an injected fault (NVML's errors).
+        """
+        for clock_mhz in (min_mhz, max_mhz):
+            if clock_mhz not in self._supported_sm_clocks_mhz:
+                raise GpuSettingsError(f"gpu:{self.index}: {clock_mhz} MHz is not a supported SM clock")
+        if min_mhz > max_mhz:
+            raise GpuSettingsError(f"gpu:{self.index}: min clock {min_mhz} MHz > max clock {max_mhz} MHz")
+        self._change("locked_sm_clocks_mhz", (min_mhz, max_mhz), reset=False)
+
+    def reset_locked_sm_clocks(self) -> None:
+        """Unlock the SM clocks (`nvidia-smi -rgc`)."""
+        self._change("locked_sm_clocks_mhz", None, reset=True)
+
+    def set_power_limit_w(self, power_limit_w: float) -> None:
+        """Set the power limit in watts, inside `power_limit_range_w()`.
+
+        Raises:
+            GpuSettingsError: out of range, no privilege or an injected fault (NVML's errors).
+        """
+        low_w, high_w = self._power_limit_range_w
+        if not low_w <= power_limit_w <= high_w:
+            raise GpuSettingsError(f"gpu:{self.index}: power limit {power_limit_w} W is out of range")
+        self._change("power_limit_w", float(power_limit_w), reset=False)
+
+    def reset_power_limit(self) -> None:
+        """Return the power limit to its default."""
+        self._change("power_limit_w", self.default_power_limit_w, reset=True)
 
     def info(self) -> dict[str, Any]:
         """Return the simulated device's facts."""

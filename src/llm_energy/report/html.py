@@ -1,0 +1,531 @@
+"""One self-contained HTML report of a runs table, optionally with a trace estimate and a fitted profile.
+
+The report is a single file that can be mailed, archived next to the results store or opened offline,
+and it promises:
+
+- **nothing is fetched**: figures are embedded as base64 PNG `data:` URIs, the CSS is inline, there is
+  no script, and a Content-Security-Policy (`default-src 'none'`) tells the browser to load nothing
+  else even if something slipped in;
+- **data cannot inject markup**: every string that comes from the runs, the environment, an estimate
+  or a profile goes through `html.escape` (quotes included);
+- **writing is atomic**: `write_report` writes a temporary file next to the target and renames it,
+  so a reader never sees a half-written report.
+
+Sections: environment (GPU, driver, versions from the `env_*` columns), method, one row per
+configuration (`summary.config_summary`), the figures of `plots`, the trace estimate and the
+energy model's fit quality when given.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from llm_energy.errors import ConfigError
+from llm_energy.report import plots
+from llm_energy.report._io import write_atomically
+from llm_energy.report.summary import config_summary
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from llm_energy.estimate import Estimate
+    from llm_energy.modeling.profile import EnergyProfile
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TITLE: Final = "llm-energy report"
+
+_ENV_ORDER: Final = (
+    "gpu_name",
+    "gpu_count",
+    "driver",
+    "power_limit_w",
+    "sm_clock_mhz",
+    "mem_clock_mhz",
+    "cpu_model",
+    "cpu_count",
+    "cpu_meters",
+    "python",
+    "platform",
+    "host",
+    "cuda_visible_devices",
+    "env_id",
+)
+_ENV_SKIP: Final = frozenset({"gpus", "versions", "notes"})
+_ENV_LABELS: Final = {
+    "gpu_name": "GPU",
+    "gpu_count": "GPUs",
+    "power_limit_w": "power limit (W)",
+    "sm_clock_mhz": "SM clock at start (MHz)",
+    "mem_clock_mhz": "memory clock (MHz)",
+    "cpu_model": "CPU",
+    "cpu_count": "CPU threads",
+    "cpu_meters": "CPU meters",
+    "python": "Python",
+    "cuda_visible_devices": "CUDA_VISIBLE_DEVICES",
+    "env_id": "environment id",
+}
+
+_METHOD: Final = (
+    "Every energy figure is GPU energy in joules read from the board's own cumulative energy counter "
+    "(NVML, through Zeus's device layer) over named windows: prefill, decode and whole generations "
+    "(total). The counter updates only every ~100 ms, so each window states a bound on its error (one "
+    "update period × the power at its edges), and short phases are repeated inside one window of a few "
+    "seconds and divided by the repetitions. Figures are totals, idle power included. J per output token "
+    "is the total-phase energy of one batch divided by its B × output-length generated tokens, so it "
+    "includes prefill; engines that cannot decode apart (vLLM) derive decode as total − prefill. Models "
+    "have random weights of the real shapes."
+)
+
+_CSS: Final = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1100px;
+padding:0 1rem;color:#1f2328;line-height:1.45}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;border-bottom:1px solid #d0d7de;
+padding-bottom:.2rem;margin-top:2rem}
+.meta{color:#57606a;font-size:.9rem}
+table{border-collapse:collapse;font-size:.82rem;margin:.5rem 0}
+th,td{border:1px solid #d0d7de;padding:.2rem .45rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa}td.n{text-align:right;font-variant-numeric:tabular-nums}
+table.configs td{white-space:nowrap}.scroll{overflow-x:auto}
+table.kv th{width:14rem}
+figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eaeef2}
+figcaption{font-size:.85rem;color:#57606a}
+.note{background:#fff8c5;border:1px solid #d4a72c;padding:.4rem .6rem;font-size:.88rem}
+code{font-size:.85em;background:#f6f8fa;padding:0 .2rem}
+"""
+
+
+def render_report(
+    frame: pd.DataFrame,
+    *,
+    estimate: Estimate | None = None,
+    profile: EnergyProfile | None = None,
+    title: str = DEFAULT_TITLE,
+    generated_at: str | None = None,
+    figures: bool = True,
+    dpi: int = 100,
+) -> str:
+    """Return the report as one self-contained HTML document.
+
+    Args:
+        frame: One row per run (`Store.runs_frame()` or its CSV export). It may be empty; a figure
+            whose columns are missing is replaced by a note saying why.
+        estimate: A trace estimate (`estimate_trace`) to show with its uncertainty and bins.
+        profile: The energy profile to describe with its fit quality (leave-one-out and parametric
+            errors); it also supplies the environment when the frame has no `env_*` columns.
+        title: The report's title (escaped).
+        generated_at: The time stamp to print; the current UTC time when None (pass one for
+            reproducible output).
+        figures: Draw and embed the figures (about 0.3 s each); False gives the tables alone.
+        dpi: Resolution of the embedded figures (dots per inch; 7-inch-wide figures).
+
+    Returns:
+        The HTML text (UTF-8 when written by `write_report`).
+
+    Raises:
+        ConfigError: The frame lacks the configuration columns (batch_size, input_len, output_len,
+            total_energy_j) while holding runs.
+    """
+    stamp = generated_at or datetime.now(UTC).isoformat(timespec="seconds")
+    summary = config_summary(frame) if len(frame) else None
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        # No network, ever: only inline styles and data: images may load.
+        '<meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">",
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="meta">Generated {_e(stamp)} by llm-energy · {_run_counts(frame)}</p>',
+        _environment_section(frame, profile),
+        f"<h2>Method</h2><p>{_e(_METHOD)} The full method is in <code>docs/methodology.md</code>.</p>",
+        _configurations_section(summary),
+        _figures_section(frame, summary, dpi) if figures else "",
+    ]
+    if estimate is not None:
+        parts.append(_estimate_section(estimate, dpi if figures else None))
+    if profile is not None:
+        parts.append(_profile_section(profile))
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_report(path: str | Path, html_text: str) -> Path:
+    """Write `html_text` to `path` (UTF-8) atomically: a temporary file in the same folder, then rename.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ConfigError: The file cannot be written.
+    """
+    target = write_atomically(path, html_text.encode("utf-8"))
+    logger.info("wrote report %s (%d bytes)", target, len(html_text))
+    return target
+
+
+# -- sections ------------------------------------------------------------------------------------
+
+
+def _run_counts(frame: pd.DataFrame) -> str:
+    if not len(frame):
+        return "no runs"
+    if "status" not in frame.columns:
+        return f"{len(frame)} runs"
+    counts = frame["status"].fillna("unknown").astype(str).value_counts()
+    return f"{len(frame)} runs (" + ", ".join(f"{int(n)} {_e(s)}" for s, n in sorted(counts.items())) + ")"
+
+
+def _environment_section(frame: pd.DataFrame, profile: EnergyProfile | None) -> str:
+    env = _environment(frame)
+    note = ""
+    if not env and profile is not None:
+        env = {
+            "gpu_name": [profile.gpu_name],
+            "gpu_count": [profile.gpu_count],
+            "env_id": [profile.env_id],
+            **{f"version of {k}": [v] for k, v in sorted(profile.versions.items())},
+        }
+        note = '<p class="meta">The runs table has no environment columns: shown from the profile.</p>'
+    if not env:
+        return "<h2>Environment</h2><p>No environment recorded.</p>"
+    many = [k for k, values in env.items() if len(values) > 1]
+    if many:
+        note += (
+            '<p class="note">The runs come from more than one environment (they differ in '
+            + ", ".join(_e(k) for k in many)
+            + "): compare figures only within one.</p>"
+        )
+    rows = [
+        (_e(_ENV_LABELS.get(key, key.replace("_", " "))), "; ".join(_text(_json_value(v)) for v in values))
+        for key, values in env.items()
+    ]
+    return "<h2>Environment</h2>" + note + _kv_table(rows, escape=False)
+
+
+def _environment(frame: pd.DataFrame) -> dict[str, list[Any]]:
+    """Distinct values of each `env_*` column (known keys first; versions and notes unpacked)."""
+    env: dict[str, list[Any]] = {}
+    names = [c.removeprefix("env_") for c in frame.columns if str(c).startswith("env_")]
+    ordered = [k for k in _ENV_ORDER if k in names] + sorted(
+        k for k in names if k not in _ENV_ORDER and k not in _ENV_SKIP
+    )
+    for key in ordered:
+        values = _distinct(frame[f"env_{key}"])
+        if values:
+            env[key] = values
+    if "gpus" in names:
+        periods = sorted(
+            {
+                round(float(gpu["update_period_s"]), 4)
+                for cell in _distinct(frame["env_gpus"])
+                for gpu in _json_list(cell)
+                if isinstance(gpu, Mapping) and isinstance(gpu.get("update_period_s"), int | float)
+            }
+        )
+        if periods:
+            env["NVML update period s"] = list(periods)
+    if "versions" in names:
+        versions: dict[str, list[Any]] = {}
+        for cell in _distinct(frame["env_versions"]):
+            parsed = _json_value(cell)
+            if isinstance(parsed, Mapping):
+                for package, version in parsed.items():
+                    if version is not None and version not in versions.setdefault(str(package), []):
+                        versions[str(package)].append(version)
+        env.update({f"version of {k}": v for k, v in versions.items() if v})
+    if "notes" in names:
+        notes = sorted({str(n) for cell in _distinct(frame["env_notes"]) for n in _json_list(cell)})
+        if notes:
+            env["notes"] = notes
+    return env
+
+
+def _configurations_section(summary: pd.DataFrame | None) -> str:
+    if summary is None or summary.empty:
+        return "<h2>Configurations</h2><p>No runs.</p>"
+    head = (
+        "model", "engine", "mode", "B", "in", "out", "runs", "J / output token", "prefill share",
+        "J / batch", "duration s", "latency / token ms", "output tok/s", "mean power W", "flags",
+    )  # fmt: skip
+    rows = []
+    for r in summary.itertuples():
+        runs = str(r.runs) if r.status == "ok" else f"{r.runs} ({r.status})"
+        cells = [
+            _td(r.model),
+            _td(r.engine),
+            _td(r.mode),
+            _td(r.batch_size, num=True),
+            _td(r.input_len, num=True),
+            _td(r.output_len, num=True),
+            _td(runs, num=True),
+            _td_safe(_pm(r.j_per_token, r.j_per_token_unc)),
+            _td_safe(_percent(r.prefill_share)),
+            _td_safe(_num(r.energy_j)),
+            _td_safe(_num(r.duration_s)),
+            _td_safe(_num(r.latency_per_token_s * 1e3)),
+            _td_safe(_num(r.tokens_per_s)),
+            _td_safe(_num(r.mean_power_w)),
+            _td(str(r.flags).replace(";", "; ")),
+        ]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        "<h2>Configurations</h2>"
+        "<p>One row per configuration; repeats are averaged (± the larger of the meter's bound and the "
+        "spread over repeats). J per output token is the GPU energy of one whole generation per generated "
+        "token, prefill included; latency per token is the batch's duration divided by the output length.</p>"
+        '<div class="scroll"><table class="configs"><thead><tr>'
+        + "".join(f"<th>{_e(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></div>"
+    )
+
+
+def _figures_section(frame: pd.DataFrame, summary: pd.DataFrame | None, dpi: int) -> str:
+    if summary is None or summary.empty:
+        return ""
+    figures: Sequence[tuple[str, Callable[[], Figure]]] = (
+        (
+            "Energy per output token against batch size (log-log); error bars are the meter's bounds.",
+            lambda: plots.energy_vs_batch(frame),
+        ),
+        (
+            "Prefill and decode energy per output token of every configuration, stacked.",
+            lambda: plots.phase_split(frame),
+        ),
+        ("Energy per output token against input length.", lambda: plots.energy_vs_length(frame, "input")),
+        ("Energy per output token against output length.", lambda: plots.energy_vs_length(frame, "output")),
+        (
+            "Energy against latency per output token; lines join each shape's Pareto frontier "
+            "(no other batch size is both cheaper and faster).",
+            lambda: plots.pareto_frontier(frame),
+        ),
+    )
+    return "<h2>Figures</h2>" + "".join(_figure_html(caption, make, dpi) for caption, make in figures)
+
+
+def _estimate_section(estimate: Estimate, dpi: int | None) -> str:
+    rel = estimate.uncertainty_j / estimate.total_j if estimate.total_j else math.nan
+    rows: list[tuple[str, str]] = [
+        ("profile", _text(estimate.profile)),
+        ("method", _text(estimate.method)),
+        (
+            "requests",
+            f"{_num(estimate.requests)} estimated, {_num(estimate.dropped)} dropped (outside the bins), "
+            f"{_num(estimate.outside_calibration)} outside the calibrated lengths (edge values held)",
+        ),
+        ("tokens", f"{_num(estimate.input_tokens)} input, {_num(estimate.output_tokens)} output"),
+        (
+            "total GPU energy",
+            f"{_num(estimate.total_kwh)} kWh = {_pm(estimate.total_j, estimate.uncertainty_j)} J "
+            f"(± {_percent(rel)})",
+        ),
+        (
+            "per output token",
+            _pm(estimate.j_per_output_token, estimate.uncertainty_j / estimate.output_tokens) + " J"
+            if estimate.output_tokens
+            else "–",
+        ),
+        (
+            "per request",
+            f"mean {_num(estimate.request_mean_j)} J, median {_num(estimate.request_p50_j)} J, "
+            f"90th percentile {_num(estimate.request_p90_j)} J",
+        ),
+        (
+            "prefill / decode",
+            f"{_num(estimate.prefill_j)} J / {_num(estimate.decode_j)} J "
+            f"(prefill share {_percent(estimate.prefill_share)})",
+        ),
+        (
+            "FLOPs baseline",
+            f"{_num(estimate.flops_j)} J at peak, {_num(estimate.flops_half_util_j)} J at 50% utilisation; "
+            f"estimate / peak-FLOPs = {_num(estimate.flops_ratio)}",
+        ),
+    ]
+    if estimate.duration_s:
+        rows.append(
+            (
+                "trace duration",
+                f"{_num(estimate.duration_s)} s (mean {_num(estimate.total_j / estimate.duration_s)} W)",
+            )
+        )
+    if estimate.co2_g is not None:
+        rows.append(("CO₂", f"{_num(estimate.co2_g)} g at {_num(estimate.carbon_g_per_kwh)} g/kWh"))
+    if estimate.cost is not None:
+        rows.append(("cost", f"{_num(estimate.cost)} at {_num(estimate.price_per_kwh)} per kWh"))
+    body = (
+        "<h2>Trace estimate</h2><p>The trace's requests are binned by length and each bin is run, in the "
+        "estimate, in homogeneous batches from the calibration grid; the uncertainty sums the grid's "
+        "relative bounds over bins (worst case). Interpolation error is the profile's leave-one-out figure "
+        "below.</p>" + _kv_table(rows, escape=False)
+    )
+    if estimate.per_bin and dpi is not None:
+        body += _figure_html(
+            "Energy of the largest bins of the trace estimate, with their uncertainty.",
+            lambda: plots.estimate_bins(estimate),
+            dpi,
+        )
+    return body
+
+
+def _profile_section(profile: EnergyProfile) -> str:
+    quality = profile.fit_quality
+    grid = profile.grid
+    rows = [
+        ("profile", _text(profile.describe())),
+        ("fitted", f"{_text(profile.created_at)} from {_text(profile.source) or 'unknown source'}"),
+        ("environment id", _text(profile.env_id)),
+        (
+            "calibration grid",
+            f"{profile.points} points: batch {_list(grid.batches)}, input {_list(grid.inputs)}, "
+            f"output {_list(grid.outputs)}",
+        ),
+        (
+            "grid interpolation (leave-one-out)",
+            (
+                f"median {_percent(quality['loo_median_rel_error'])}, max "
+                f"{_percent(quality['loo_max_rel_error'])} over {_num(int(quality.get('loo_points', 0)))} "
+                "interior points"
+            )
+            if "loo_median_rel_error" in quality and "loo_max_rel_error" in quality
+            else "not available (too few interior points)",
+        ),
+        (
+            "parametric model (rms relative error)",
+            f"prefill {_percent(profile.parametric.prefill_rms_rel_error)}, "
+            f"decode {_percent(profile.parametric.decode_rms_rel_error)}",
+        ),
+    ]
+    other = {
+        k: v
+        for k, v in quality.items()
+        if k not in {"loo_points", "loo_median_rel_error", "loo_max_rel_error"}
+    }
+    rows += [(str(k).replace("_", " "), _num(v)) for k, v in sorted(other.items())]
+    return "<h2>Energy model</h2>" + _kv_table([(_e(k), v) for k, v in rows], escape=False)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _figure_html(caption: str, make: Callable[[], Figure], dpi: int) -> str:
+    """Render one figure as an embedded PNG, or a note saying why it could not be drawn."""
+    try:
+        png = plots.figure_bytes(make(), "png", dpi=dpi)
+    except ConfigError as e:
+        logger.debug("figure skipped: %s", e)
+        return f'<p class="note">Figure not drawn ({_e(caption.rstrip("."))}): {_e(e)}</p>'
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(caption)}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
+
+
+def _kv_table(rows: Iterable[tuple[str, str]], *, escape: bool = True) -> str:
+    """A two-column table; cells are escaped unless the caller already built safe markup."""
+    out = []
+    for key, value in rows:
+        k, v = (_e(key), _e(value)) if escape else (key, value)
+        out.append(f"<tr><th>{k}</th><td>{v}</td></tr>")
+    return '<table class="kv">' + "".join(out) + "</table>"
+
+
+def _td(value: object, *, num: bool = False) -> str:
+    """A table cell holding `value`, escaped; numeric cells are right-aligned."""
+    return f'<td class="n">{_e(value)}</td>' if num else f"<td>{_e(value)}</td>"
+
+
+def _td_safe(markup: str) -> str:
+    """A right-aligned numeric cell holding text that is already safe HTML (from `_num`, `_pm`)."""
+    return f'<td class="n">{markup}</td>'
+
+
+def _e(value: object) -> str:
+    """Escape any value for HTML text or attributes (quotes included)."""
+    return html.escape(str(value), quote=True)
+
+
+def _text(value: object) -> str:
+    """Escaped text of a data value; containers as compact JSON."""
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value)
+    if isinstance(value, Mapping):
+        return _e(json.dumps(value, default=str))
+    return _e(_num(value) if isinstance(value, int | float) and not isinstance(value, bool) else value)
+
+
+def _num(value: object) -> str:
+    """Format a number for people: 3 significant digits, thousands separated, '–' when missing.
+
+    The result is safe HTML: a value that is not a number comes back escaped.
+    """
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            value = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return _e(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "–"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _pm(value: float, unc: float) -> str:
+    """'value ± uncertainty', the uncertainty to two significant digits."""
+    if not math.isfinite(value):
+        return "–"
+    if not math.isfinite(unc):
+        return _num(value)
+    return f"{_num(value)} ± {_num(unc) if abs(unc) >= 100 else f'{unc:.2g}'}"
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%" if math.isfinite(value) else "–"
+
+
+def _list(values: Iterable[float]) -> str:
+    return ", ".join(_num(v) for v in values)
+
+
+def _distinct(column: pd.Series) -> list[Any]:
+    """Distinct non-missing values of a column, in first-seen order."""
+    seen: list[Any] = []
+    for value in column:
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+            continue
+        if value not in seen:
+            seen.append(value)
+    return seen
+
+
+def _json_value(cell: object) -> object:
+    if isinstance(cell, str):
+        try:
+            return json.loads(cell)
+        except ValueError:
+            return cell
+    return cell
+
+
+def _json_list(cell: object) -> list[Any]:
+    parsed = _json_value(cell)
+    if isinstance(parsed, list):
+        return parsed
+    return [] if parsed is None else [parsed]

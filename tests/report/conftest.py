@@ -1,0 +1,32 @@
+"""Fixtures of the report tests: the bundled H100 calibration runs and a small trace estimate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llm_energy.estimate import Estimate, estimate_trace
+from llm_energy.modeling.profile import EnergyProfile, load_profile
+from llm_energy.report.sample import bundled_calibration_frame
+
+
+@pytest.fixture(scope="session")
+def calibration() -> pd.DataFrame:
+    """The bundled calibration runs with their env_* columns: llama-3.1-8b/vllm/cudagraphs at batch
+    1-128 x input 128/512/2048 x output 32/128, one ok run each. Copy before changing."""
+    return bundled_calibration_frame()
+
+
+@pytest.fixture(scope="session")
+def profile() -> EnergyProfile:
+    return load_profile()
+
+
+@pytest.fixture(scope="session")
+def estimate(profile: EnergyProfile) -> Estimate:
+    """A binned estimate of 2,000 random requests (many bins)."""
+    rng = np.random.default_rng(7)
+    lin = rng.integers(16, 4000, size=2000)
+    lout = rng.integers(8, 700, size=2000)
+    return estimate_trace(lin, lout, profile)

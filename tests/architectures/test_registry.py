@@ -16,7 +16,16 @@ from llm_energy.architectures import (
 )
 from llm_energy.errors import ConfigError
 
-EXPECTED_NAMES = ("llama-3.1-8b", "llama-3.2-1b", "qwen2.5-0.5b", "tiny")
+EXPECTED_NAMES = (
+    "llama-3.1-8b",
+    "llama-3.2-1b",
+    "mixtral-8x7b",
+    "olmo-1b",
+    "olmo-7b",
+    "olmoe-1b-7b",
+    "qwen2.5-0.5b",
+    "tiny",
+)
 
 
 def test_bundled_names_are_sorted_and_complete() -> None:

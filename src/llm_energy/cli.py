@@ -83,6 +83,11 @@ def measure(
     idle_s: Annotated[float, typer.Option(help="seconds of idle power measured before loading")] = 2.0,
     no_total: Annotated[bool, typer.Option("--no-total", help="skip the whole-generation window")] = False,
     cpu_tdp_w: Annotated[float | None, typer.Option(help="CPU TDP for the estimate where no RAPL")] = None,
+    decoding: Annotated[str | None, typer.Option(help="hf: greedy | sample | top-p | top-k | beam")] = None,
+    temperature: Annotated[float | None, typer.Option(help="sampling temperature")] = None,
+    top_p: Annotated[float | None, typer.Option(help="nucleus probability (top-p)")] = None,
+    top_k: Annotated[int | None, typer.Option(help="top-k")] = None,
+    num_beams: Annotated[int | None, typer.Option(help="beams (beam search)")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -102,6 +107,17 @@ def measure(
         "init": init,
         "seed": seed,
         "device": device,
+        "options": {
+            k: v
+            for k, v in (
+                ("decoding", decoding),
+                ("temperature", temperature),
+                ("top_p", top_p),
+                ("top_k", top_k),
+                ("num_beams", num_beams),
+            )
+            if v is not None
+        },
     }
 
     def run() -> tuple[list[RunResult], Path]:

@@ -67,6 +67,7 @@ def make_point(**fields: Any) -> Point:
         loc, msg = _first_error(exc)
         raise ConfigError(f"invalid {'.'.join(map(str, loc))}: {msg}") from exc
     mode = check_mode(point.engine, point.mode)
+    _check_engine_options(point.engine, mode, point.options)
     for name in ("batch_size", "input_len", "output_len"):
         if getattr(point, name) <= 0:
             raise ConfigError(f"{name} must be > 0 (got {getattr(point, name)})")
@@ -74,6 +75,21 @@ def make_point(**fields: Any) -> Point:
         arch = load_architecture(point.model)
         check_lengths(arch, point.input_len, point.output_len, point.batch_size)
     return point.model_copy(update={"mode": mode})
+
+
+def _check_engine_options(engine: str, mode: str, options: dict[str, Any]) -> None:
+    """Validate engine-specific options against the engine's own Config (no heavy import).
+
+    Raises:
+        ConfigError: an unknown option or a bad value, named.
+    """
+    from llm_energy.engines import engine_class
+
+    try:
+        engine_class(engine).Config(mode=mode, **options)
+    except ValidationError as exc:
+        loc, msg = _first_error(exc)
+        raise ConfigError(f"engine {engine!r}: invalid {'.'.join(map(str, loc))}: {msg}") from exc
 
 
 class EngineSpec(BaseModel):

@@ -1,0 +1,83 @@
+"""Online serving: an async load generator, per-request records, SLO metrics and energy attribution.
+
+`run_load` drives an OpenAI-compatible server (vLLM, transformers serve, any OpenAI-style endpoint)
+in open or closed loop and returns one `RequestRecord` per request sent, failures included;
+`summarise`, `steady_state_window`, `serving_energy` and `attribute_energy` are pure functions over
+those records. `StubServer` is a local streaming stub for tests, demos and benchmarks. Importing this
+package imports httpx but nothing heavy.
+"""
+
+from __future__ import annotations
+
+from llm_energy.serving.loadgen import (
+    SLO_METRICS,
+    Mode,
+    parse_slo,
+    run_load,
+    schedule_at_rate,
+    schedule_from_trace,
+)
+from llm_energy.serving.metrics import (
+    EnergyAttribution,
+    ServingEnergy,
+    ServingSummary,
+    attribute_energy,
+    e2e_s,
+    itl_s,
+    latency_summary,
+    meets_slo,
+    send_lag_s,
+    serving_energy,
+    steady_state_window,
+    summarise,
+    tpot_s,
+    ttft_s,
+)
+from llm_energy.serving.records import FAILURES, Failure, LatencySummary, RequestRecord
+from llm_energy.serving.request import (
+    SERVER_KINDS,
+    ServerKind,
+    check_reachable,
+    completions_url,
+    prompt_token_ids,
+    request_body,
+    stream_request,
+)
+from llm_energy.serving.stub import StubConfig, StubFault, StubServer
+
+__all__ = [
+    "FAILURES",
+    "SERVER_KINDS",
+    "SLO_METRICS",
+    "EnergyAttribution",
+    "Failure",
+    "LatencySummary",
+    "Mode",
+    "RequestRecord",
+    "ServerKind",
+    "ServingEnergy",
+    "ServingSummary",
+    "StubConfig",
+    "StubFault",
+    "StubServer",
+    "attribute_energy",
+    "check_reachable",
+    "completions_url",
+    "e2e_s",
+    "itl_s",
+    "latency_summary",
+    "meets_slo",
+    "parse_slo",
+    "prompt_token_ids",
+    "request_body",
+    "run_load",
+    "schedule_at_rate",
+    "schedule_from_trace",
+    "send_lag_s",
+    "serving_energy",
+    "steady_state_window",
+    "stream_request",
+    "summarise",
+    "tpot_s",
+    "ttft_s",
+]

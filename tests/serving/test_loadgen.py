@@ -76,7 +76,8 @@ def test_exact_output_lengths_received_and_prompts_of_exact_length(stub):
     server = stub(eos_after=2)  # a real model could stop early: the body must prevent it
     reqs = [Request(i + 3, n, 0.0) for i, n in enumerate([1, 5, 17, 64])]
     records = run(run_load(server.url, reqs, timeout_s=5))
-    assert [r.index for r in records] == [0, 1, 2, 3]
+    sent = [r.index for r in records]
+    assert sent == list(range(len(sent))) and 3 <= len(sent) <= 4  # 0, 0.1, 0.2 (0.3 unless the host lags)
     assert all(r.success for r in records), [r.error for r in records]
     assert [r.output_tokens_received for r in records] == [1, 5, 17, 64]
     assert [len(r.token_times_s) for r in records] == [1, 5, 17, 64]
@@ -184,7 +185,8 @@ def test_max_duration_bounds_the_run(stub):
     t0 = time.perf_counter()
     records = run(run_load(server.url, reqs, max_duration_s=0.35, timeout_s=5))
     assert time.perf_counter() - t0 < 1.5
-    assert [r.index for r in records] == [0, 1, 2, 3]
+    sent = [r.index for r in records]
+    assert sent == list(range(len(sent))) and 3 <= len(sent) <= 4  # 0, 0.1, 0.2 (0.3 unless the host lags)
     long = [Request(4, 20)] * 100  # ~40 ms each: 2 users finish about 10 in 0.2 s
     closed = run(run_load(server.url, long, mode="closed", concurrency=2, max_duration_s=0.2, timeout_s=5))
     assert 2 <= len(closed) < 30 and all(r.success for r in closed)

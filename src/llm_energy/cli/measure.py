@@ -1,65 +1,30 @@
-"""The `llm-energy` command line: parse, call one library function, render with rich.
-
-Exit codes: 0 ok, 1 the run failed (e.g. out of memory), 2 bad input. `--json` writes only JSON
-to stdout. Importing this module must not import torch: heavy work happens inside the commands.
-"""
+"""Commands that measure and inspect: measure, sweep, env, models, export."""
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from llm_energy.errors import ConfigError, LlmEnergyError
-from llm_energy.records import PHASES, RunResult
-
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Measure, model and cut the energy of LLM inference."
+from llm_energy.cli import (
+    DbOption,
+    JsonOption,
+    _fail,
+    _guard,
+    _open_store,
+    app,
+    console,
+    err_console,
 )
-console = Console()
-err_console = Console(stderr=True)
-T = TypeVar("T")
-
-
-def _fail(exc: LlmEnergyError) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
-    return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    """Run `fn`, turning our errors into one clear message and the right exit code."""
-    try:
-        return fn()
-    except LlmEnergyError as exc:
-        raise _fail(exc) from None
-
-
-DbOption = Annotated[
-    Path | None, typer.Option("--db", help="SQLite results database (default: user data dir)")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="write only JSON to stdout")]
-
-
-def _open_store(db: Path | None) -> Any:
-    from llm_energy.store import Store, default_db_path
-
-    return Store(db or default_db_path())
-
-
-@app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress")] = False) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+from llm_energy.errors import ConfigError
+from llm_energy.records import PHASES, RunResult
 
 
 @app.command()
@@ -356,204 +321,6 @@ def sweep(
 
 
 @app.command()
-def estimate(
-    trace: Annotated[
-        str, typer.Option(help="bundled trace (azure-conv, azure-code) or a trace file")
-    ] = "azure-conv",
-    profile: Annotated[
-        str | None, typer.Option(help="profile file or bundled name (default: H100 vLLM)")
-    ] = None,
-    method: Annotated[str, typer.Option(help="binned | p1 | parametric")] = "binned",
-    batch_size: Annotated[
-        int | None, typer.Option(help="run requests at this batch (default: largest feasible)")
-    ] = None,
-    carbon_intensity: Annotated[float | None, typer.Option(help="grid intensity, gCO2/kWh")] = None,
-    price: Annotated[float | None, typer.Option(help="electricity price per kWh")] = None,
-    input_col: Annotated[str | None, typer.Option(help="input-length column of a generic trace")] = None,
-    output_col: Annotated[str | None, typer.Option(help="output-length column of a generic trace")] = None,
-    time_col: Annotated[str | None, typer.Option(help="arrival-time column of a generic trace")] = None,
-    bins: Annotated[int, typer.Option(help="bins to show in the table")] = 12,
-    as_json: JsonOption = False,
-) -> None:
-    """Estimate a real trace's GPU energy from a fitted profile (no GPU needed), beside the FLOPs estimate."""
-    from llm_energy.estimate import estimate_trace
-    from llm_energy.modeling.profile import load_profile
-    from llm_energy.workloads import load_trace
-
-    def run() -> Any:
-        prof = load_profile(profile)
-        tr = load_trace(trace, input_col=input_col, output_col=output_col, time_col=time_col)
-        summary = tr.summary()
-        return estimate_trace(
-            tr.input_tokens,
-            tr.output_tokens,
-            prof,
-            method=method,
-            batch_size=batch_size,
-            duration_s=summary.duration_s,
-            carbon_g_per_kwh=carbon_intensity,
-            price_per_kwh=price,
-            profile_name=prof.describe(),
-        ), prof
-
-    est, prof = _guard(run)
-    if as_json:
-        sys.stdout.write(json.dumps(est.to_dict(), indent=2, default=str) + "\n")
-        return
-    rel = est.uncertainty_j / est.total_j if est.total_j else 0.0
-    table = Table(
-        title=f"{trace}: {est.requests:,} requests · {est.method} · {est.profile}", show_header=False
-    )
-    table.add_row("total GPU energy", f"{est.total_kwh:.4f} kWh ± {rel:.1%}  ({est.total_j / 1e3:,.1f} kJ)")
-    table.add_row(
-        "per request",
-        f"mean {est.request_mean_j:.1f} J · p50 {est.request_p50_j:.1f} J · p90 {est.request_p90_j:.1f} J",
-    )
-    table.add_row("per output token", f"{est.j_per_output_token:.4f} J (prefill included)")
-    table.add_row("prefill / decode", f"{est.prefill_share:.1%} / {1 - est.prefill_share:.1%}")
-    table.add_row(
-        "FLOPs estimate",
-        f"{est.flops_j / 1e3:,.1f} kJ at peak ({est.flops_half_util_j / 1e3:,.1f} kJ at 50%"
-        f" utilisation): the profile's estimate is {est.flops_ratio:.2f}× the FLOPs one",
-    )
-    if est.duration_s:
-        day = 86400 / est.duration_s
-        table.add_row("at the trace's rate", f"{est.total_kwh * day:.2f} kWh/day")
-    if est.co2_g is not None:
-        table.add_row(
-            "CO2", f"{est.co2_g:,.1f} g ({est.co2_g / est.requests * 1000:,.2f} g per 1,000 requests)"
-        )
-    if est.cost is not None:
-        table.add_row("cost", f"{est.cost:,.4f} ({est.cost / est.requests * 1000:,.4f} per 1,000 requests)")
-    if est.dropped:
-        table.add_row("dropped", f"{est.dropped:,} requests above the bins' caps (p1 rule)")
-    if est.outside_calibration:
-        table.add_row(
-            "outside calibration",
-            f"{est.outside_calibration:,} requests beyond the measured lengths "
-            "(per-token energy held at the grid edge)",
-        )
-    console.print(table)
-    if est.per_bin:
-        bt = Table(title=f"largest {bins} bins by energy")
-        for col in ("input ≤", "output ≤", "requests", "batch", "J/request", "energy kJ"):
-            bt.add_column(col, justify="right")
-        for row in sorted(est.per_bin, key=lambda r: -r["energy_j"])[:bins]:
-            bt.add_row(
-                str(row["input_bin_max"]),
-                str(row["output_bin_max"]),
-                f"{row['requests']:,}",
-                f"{row['batch_size']:.0f}",
-                f"{row['prefill_j_per_request'] + row['decode_j_per_request']:.1f}",
-                f"{row['energy_j'] / 1e3:,.2f}",
-            )
-        console.print(bt)
-
-
-@app.command()
-def fit(
-    out: Annotated[Path, typer.Option("-o", "--out", help="profile file to write")],
-    db: DbOption = None,
-    model: Annotated[str | None, typer.Option(help="select runs of this model")] = None,
-    engine: Annotated[str | None, typer.Option(help="select runs of this engine")] = None,
-    mode: Annotated[str | None, typer.Option(help="select runs of this mode")] = None,
-) -> None:
-    """Fit an energy profile (calibration grid + parametric model) from stored runs."""
-    from llm_energy.modeling.profile import fit_profile
-
-    def run() -> Any:
-        with _open_store(db) as store:
-            prof = fit_profile(
-                store.runs_frame(), model=model, engine=engine, mode=mode, source=str(store.path)
-            )
-        prof.save(out)
-        return prof
-
-    prof = _guard(run)
-    q = prof.fit_quality
-    console.print(
-        f"wrote {out}: {prof.describe()}; parametric rms error prefill "
-        f"{prof.parametric.prefill_rms_rel_error:.1%}, decode {prof.parametric.decode_rms_rel_error:.1%}"
-        + (f"; grid leave-one-out median {q['loo_median_rel_error']:.1%}" if q else "")
-    )
-
-
-@app.command()
-def report(
-    out: Annotated[Path, typer.Option("-o", "--out", help="HTML file to write (self-contained, offline)")],
-    db: Annotated[
-        Path | None, typer.Option("--db", help="results database (default: the bundled H100 calibration)")
-    ] = None,
-    trace: Annotated[str | None, typer.Option(help="also estimate this trace with the profile")] = None,
-    profile: Annotated[str | None, typer.Option(help="profile for the estimate and fit quality")] = None,
-) -> None:
-    """Write one self-contained HTML report: environment, per-config table, plots, estimate, model fit."""
-    from llm_energy.report import render_report, write_report
-    from llm_energy.report.sample import bundled_calibration_frame
-
-    def run() -> Path:
-        if db is None:
-            frame = bundled_calibration_frame()
-        else:
-            with _open_store(db) as store:
-                frame = store.runs_frame()
-        prof = est = None
-        if profile is not None or trace is not None:
-            from llm_energy.estimate import estimate_trace
-            from llm_energy.modeling.profile import load_profile
-
-            prof = load_profile(profile)
-            if trace is not None:
-                from llm_energy.workloads import load_trace
-
-                tr = load_trace(trace)
-                est = estimate_trace(
-                    tr.input_tokens, tr.output_tokens, prof, duration_s=tr.summary().duration_s
-                )
-        return write_report(out, render_report(frame, estimate=est, profile=prof))
-
-    path = _guard(run)
-    console.print(f"wrote {path}")
-
-
-@app.command()
-def plot(
-    kind: Annotated[
-        str,
-        typer.Argument(help="energy-vs-batch | phase-split | energy-vs-input | energy-vs-output | pareto"),
-    ],
-    out: Annotated[Path, typer.Option("-o", "--out", help="PNG or SVG file")],
-    db: Annotated[
-        Path | None, typer.Option("--db", help="results database (default: bundled H100 calibration)")
-    ] = None,
-) -> None:
-    """Write one plot of stored runs as PNG or SVG."""
-    from llm_energy.report import energy_vs_batch, energy_vs_length, pareto_frontier, phase_split, save_figure
-    from llm_energy.report.sample import bundled_calibration_frame
-
-    makers: dict[str, Any] = {
-        "energy-vs-batch": energy_vs_batch,
-        "phase-split": phase_split,
-        "pareto": pareto_frontier,
-        "energy-vs-input": lambda f: energy_vs_length(f, axis="input"),
-        "energy-vs-output": lambda f: energy_vs_length(f, axis="output"),
-    }
-
-    def run() -> None:
-        if kind not in makers:
-            raise ConfigError(f"unknown plot {kind!r}; valid: {', '.join(makers)}")
-        if db is None:
-            frame = bundled_calibration_frame()
-        else:
-            with _open_store(db) as store:
-                frame = store.runs_frame()
-        save_figure(makers[kind](frame), out)
-
-    _guard(run)
-    console.print(f"wrote {out}")
-
-
-@app.command()
 def env(as_json: JsonOption = False) -> None:
     """Show what the meters can see: GPUs, energy counters, update period, CPU/DRAM sensors."""
     from llm_energy.env import collect_env
@@ -644,8 +411,3 @@ def export(
 
     n = _guard(run)
     console.print(f"wrote {n} runs to {out}")
-
-
-def main() -> None:
-    """Entry point for `python -m llm_energy`."""
-    app()

@@ -1,7 +1,8 @@
 """The `llm-energy` command line: parse, call one library function, render with rich.
 
 The typer app and the helpers every command shares live here; the commands live in `measure.py`
-(measure, sweep, env, models, export), `model.py` (estimate, fit) and `report.py` (report, plot).
+(measure, sweep, env, models, export), `model.py` (estimate, fit), `report.py` (report, plot) and
+`serve.py` (replay).
 
 Exit codes: 0 ok, 1 the run failed (e.g. out of memory), 2 bad input. `--json` writes only JSON
 to stdout. Importing this module must not import torch: heavy work happens inside the commands.
@@ -68,3 +69,4 @@ def main() -> None:
 from llm_energy.cli import measure as _measure  # noqa: E402, F401
 from llm_energy.cli import model as _model  # noqa: E402, F401
 from llm_energy.cli import report as _report  # noqa: E402, F401
+from llm_energy.cli import serve as _serve  # noqa: E402, F401

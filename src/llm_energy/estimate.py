@@ -194,3 +194,33 @@ def _bin_batches(binned: BinnedModel, result: Any, lin: np.ndarray, lout: np.nda
     out_idx = np.searchsorted(np.asarray(bins.output_edges), table["output_bin_max"].to_numpy())
     lookup[in_idx * n_out + out_idx] = table["batch_size"].to_numpy(float)
     return np.where(kept, lookup[np.where(kept, i * n_out + o, 0)], 1.0)
+
+
+def batch_for_rate(
+    profile: EnergyProfile, rate_per_s: float, input_tokens: np.ndarray, output_tokens: np.ndarray
+) -> int:
+    """The batch an online server settles at for arrivals at `rate_per_s` (Little's law, a model).
+
+    With continuous batching, requests in flight B = rate × time per request, and the time per request
+    at batch B is prefill + (L_out − 1) decode steps at B, read from the profile's grid at the trace's
+    mean lengths. Iterates B ← rate × T(B) to its fixed point, within [1, largest calibrated batch].
+    A stand-in for measuring the online run (`replay`), which the estimate says it is.
+
+    Raises:
+        ConfigError: a rate ≤ 0.
+    """
+    if not rate_per_s > 0:
+        raise ConfigError(f"online rate must be > 0 requests/s, got {rate_per_s}")
+    lin, lout = float(np.mean(input_tokens)), float(np.mean(output_tokens))
+    grid = profile.grid
+    b_max = float(grid.batches[-1])
+    batch = 1.0
+    for _ in range(100):
+        per_request_s = float(grid.prefill_batch_s(batch, lin)) / batch * 1.0 + max(lout - 1, 0) * float(
+            grid.decode_step_s(batch, lin, max(lout, 2))
+        )
+        new = min(max(rate_per_s * per_request_s, 1.0), b_max)
+        if abs(new - batch) < 1e-3:
+            break
+        batch = new
+    return max(1, round(batch))

@@ -153,3 +153,30 @@ def test_estimate_cli_runs_offline_and_fit_cli(tmp_path):
     fitted = runner.invoke(app, ["fit", "--db", str(db), "-o", str(tmp_path / "p.json")])
     assert fitted.exit_code == 0, fitted.output
     assert load_profile(tmp_path / "p.json").points == 18
+
+
+def test_online_rate_sets_the_batch_by_littles_law(profile):
+    """Requests in flight = rate × time per request: a tiny rate gives batch 1, a high rate a larger batch
+    (capped at the largest calibrated), and the energy per request falls as the batch grows."""
+    from llm_energy.estimate import batch_for_rate
+
+    lin, lout = np.full(100, 512), np.full(100, 100)
+    assert batch_for_rate(profile, 0.01, lin, lout) == 1
+    mid = batch_for_rate(profile, 10.0, lin, lout)
+    assert 1 < mid <= 16
+    assert batch_for_rate(profile, 1e4, lin, lout) == 16
+    slow = estimate_trace(lin, lout, profile, batch_size=batch_for_rate(profile, 0.01, lin, lout))
+    fast = estimate_trace(lin, lout, profile, batch_size=mid)
+    assert fast.total_j < slow.total_j
+    with pytest.raises(ConfigError, match="rate"):
+        batch_for_rate(profile, 0.0, lin, lout)
+
+
+def test_online_rate_and_batch_size_are_exclusive():
+    """--online-rate with --batch-size is one clear error, exit 2."""
+    from typer.testing import CliRunner
+
+    from llm_energy.cli import app
+
+    result = CliRunner().invoke(app, ["estimate", "--online-rate", "5", "--batch-size", "8"])
+    assert result.exit_code == 2

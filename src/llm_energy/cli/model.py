@@ -18,6 +18,7 @@ from llm_energy.cli import (
     app,
     console,
 )
+from llm_energy.errors import ConfigError
 
 
 @app.command()
@@ -32,6 +33,10 @@ def estimate(
     batch_size: Annotated[
         int | None, typer.Option(help="run requests at this batch (default: largest feasible)")
     ] = None,
+    online_rate: Annotated[
+        float | None,
+        typer.Option(help="arrival rate (req/s): batch from Little's law instead of the largest"),
+    ] = None,
     carbon_intensity: Annotated[float | None, typer.Option(help="grid intensity, gCO2/kWh")] = None,
     price: Annotated[float | None, typer.Option(help="electricity price per kWh")] = None,
     input_col: Annotated[str | None, typer.Option(help="input-length column of a generic trace")] = None,
@@ -41,7 +46,7 @@ def estimate(
     as_json: JsonOption = False,
 ) -> None:
     """Estimate a real trace's GPU energy from a fitted profile (no GPU needed), beside the FLOPs estimate."""
-    from llm_energy.estimate import estimate_trace
+    from llm_energy.estimate import batch_for_rate, estimate_trace
     from llm_energy.modeling.profile import load_profile
     from llm_energy.workloads import load_trace
 
@@ -49,12 +54,17 @@ def estimate(
         prof = load_profile(profile)
         tr = load_trace(trace, input_col=input_col, output_col=output_col, time_col=time_col)
         summary = tr.summary()
+        batch = batch_size
+        if online_rate is not None:
+            if batch_size is not None:
+                raise ConfigError("give --batch-size or --online-rate, not both")
+            batch = batch_for_rate(prof, online_rate, tr.input_tokens, tr.output_tokens)
         return estimate_trace(
             tr.input_tokens,
             tr.output_tokens,
             prof,
             method=method,
-            batch_size=batch_size,
+            batch_size=batch,
             duration_s=summary.duration_s,
             carbon_g_per_kwh=carbon_intensity,
             price_per_kwh=price,

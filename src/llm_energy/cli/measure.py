@@ -26,6 +26,14 @@ from llm_energy.cli import (
 from llm_energy.errors import ConfigError
 from llm_energy.records import PHASES, RunResult
 
+AllowGpuSettingsOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-gpu-settings",
+        help="consent to change the GPU SM clock / power limit (restored after); never on a shared GPU",
+    ),
+]
+
 
 @app.command()
 def measure(
@@ -53,14 +61,29 @@ def measure(
     top_p: Annotated[float | None, typer.Option(help="nucleus probability (top-p)")] = None,
     top_k: Annotated[int | None, typer.Option(help="top-k")] = None,
     num_beams: Annotated[int | None, typer.Option(help="beams (beam search)")] = None,
+    gpu_clock_mhz: Annotated[
+        int | None, typer.Option(help="lock the SM clock (MHz) for the run; needs --allow-gpu-settings")
+    ] = None,
+    power_limit_w: Annotated[
+        float | None, typer.Option(help="set the GPU power limit (W) for the run; needs --allow-gpu-settings")
+    ] = None,
+    allow_gpu_settings: AllowGpuSettingsOption = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Measure one configuration: prefill, decode and total energy with uncertainty; store it."""
-    from llm_energy.api import run_measure
-
+    _guard(_recover_gpu_settings)
     if repeats < 1:
         raise _fail(ConfigError(f"--repeats must be >= 1 (got {repeats})"))
+    if (gpu_clock_mhz is not None or power_limit_w is not None) and not allow_gpu_settings:
+        from llm_energy.sweep.spec import SHARED_GPU_NOTE
+
+        raise _fail(
+            ConfigError(
+                "--gpu-clock-mhz / --power-limit-w change the GPU's settings and need --allow-gpu-settings; "
+                f"{SHARED_GPU_NOTE}"
+            )
+        )
     fields: dict[str, object] = {
         "model": model,
         "engine": engine,
@@ -83,27 +106,51 @@ def measure(
             )
             if v is not None
         },
+        **{
+            k: v
+            for k, v in (("gpu_clock_mhz", gpu_clock_mhz), ("power_limit_w", power_limit_w))
+            if v is not None
+        },
     }
 
     def run() -> tuple[list[RunResult], Path]:
+        from llm_energy.api import run_measure
+        from llm_energy.sweep.runner import RunOptions
         from llm_energy.sweep.spec import make_point
+        from llm_energy.sweep.worker import GroupWorker, measure_one, validate_points_gpu_settings
 
-        make_point(**({**fields, "device": "cpu"}))  # validate everything before touching hardware
+        point = make_point(**({**fields, "device": "cpu"}))  # validate everything before touching hardware
+        if point.changes_gpu_settings:  # check the values against the GPU, changing nothing
+            target = "cuda" if device == "auto" else device
+            validate_points_gpu_settings([point.model_copy(update={"device": target})], allow=True)
         with _open_store(db) as store:  # a locked or foreign database fails now, before GPU time
             status = err_console.status("starting") if not as_json else None
             say = status.update if status else None
             try:
                 if status:
                     status.start()
-                results = run_measure(
-                    fields,
-                    repeats=repeats,
-                    target_window_s=window_s,
-                    idle_s=idle_s,
-                    measure_total=not no_total,
-                    cpu_tdp_w=cpu_tdp_w,
-                    on_status=say,
-                )
+                if point.changes_gpu_settings:  # run_measure, with consent to change the settings
+                    options = RunOptions(
+                        target_window_s=window_s,
+                        measure_total=not no_total,
+                        repeats=repeats,
+                        allow_gpu_settings=allow_gpu_settings,
+                    )
+                    worker_point = make_point(**fields)
+                    worker = GroupWorker(
+                        worker_point, options, idle_s=idle_s, cpu_tdp_w=cpu_tdp_w, on_status=say
+                    )
+                    results = measure_one(worker, worker_point)
+                else:
+                    results = run_measure(
+                        fields,
+                        repeats=repeats,
+                        target_window_s=window_s,
+                        idle_s=idle_s,
+                        measure_total=not no_total,
+                        cpu_tdp_w=cpu_tdp_w,
+                        on_status=say,
+                    )
             finally:
                 if status:
                     status.stop()
@@ -118,6 +165,14 @@ def measure(
         render_runs(results, db_path)
     if any(r.status != "ok" for r in results):
         raise typer.Exit(1)
+
+
+def _recover_gpu_settings() -> None:
+    """Put back GPU settings a crashed earlier run left changed (opens no GPU without a restore file)."""
+    from llm_energy.sweep.worker import recover_gpu_settings
+
+    if recover_gpu_settings():
+        err_console.print("[yellow]restored GPU settings left changed by an earlier run that died[/]")
 
 
 def _primary_prefix(result: RunResult) -> str:
@@ -248,21 +303,29 @@ def sweep(
     ] = False,
     executor: Annotated[str, typer.Option(help="local | ray")] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (ray executor)")] = None,
+    allow_gpu_settings: AllowGpuSettingsOption = False,
 ) -> None:
     """Measure every point of a sweep spec; rerunning resumes where it stopped."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from llm_energy.sweep.runner import RunOptions
     from llm_energy.sweep.spec import load_spec
-    from llm_energy.sweep.sweep import estimate_gpu_s, run_sweep
+    from llm_energy.sweep.sweep import check_sweep_gpu_settings, estimate_gpu_s, run_sweep
 
+    _guard(_recover_gpu_settings)
     spec = _guard(lambda: load_spec(spec_path))
     points = _guard(spec.points)
     if dry_run:
+        settings = spec.changes_gpu_settings
         table = Table(title=f"sweep {spec.name}: {len(points)} points × {spec.repeats} repeats")
-        for col in ("model", "engine", "mode", "batch", "input", "output", "point_id"):
+        for col in ("model", "engine", "mode", "batch", "input", "output"):
             table.add_column(col)
+        if settings:
+            table.add_column("SM clock (MHz)")
+            table.add_column("power limit (W)")
+        table.add_column("point_id")
         for p in points:
+            gpu_cols = [str(p.gpu_clock_mhz or "-"), f"{p.power_limit_w:g}" if p.power_limit_w else "-"]
             table.add_row(
                 p.model,
                 p.engine,
@@ -270,9 +333,15 @@ def sweep(
                 str(p.batch_size),
                 str(p.input_len),
                 str(p.output_len),
+                *(gpu_cols if settings else []),
                 p.point_id(),
             )
         console.print(table)
+        if settings and not (allow_gpu_settings or spec.allow_gpu_settings):
+            console.print(
+                "[yellow]this sweep changes GPU settings: running it needs `allow_gpu_settings: true` in the "
+                "spec or --allow-gpu-settings[/]"
+            )
         est = estimate_gpu_s(
             points, RunOptions(target_window_s=spec.window_s, repeats=spec.repeats), spec.idle_s
         )
@@ -281,6 +350,9 @@ def sweep(
             "repeat; points already stored are skipped when run)"
         )
         return
+
+    # Bad GPU settings are bad input: refused (exit 2) before the store is opened or anything is run.
+    _guard(lambda: check_sweep_gpu_settings(spec, points, allow=allow_gpu_settings, executor=executor))
 
     def run() -> Any:
         with (
@@ -305,7 +377,13 @@ def sweep(
                 progress.update(task, completed=s.skipped + s.measured + s.infeasible, last=last)
 
             return run_sweep(
-                spec, store, executor=executor, retry_failed=retry_failed, address=address, on_point=on_point
+                spec,
+                store,
+                executor=executor,
+                retry_failed=retry_failed,
+                address=address,
+                on_point=on_point,
+                allow_gpu_settings=allow_gpu_settings,
             ), store.path
 
     summary, path = _guard(run)

@@ -2,7 +2,9 @@
 
 It implements the real `Engine` protocol, so runner → meter → store → report run end to end on a
 CPU in milliseconds, with known ground truth: prefill takes `prefill_s_per_token` per token at
-`prefill_power_w`, and each decode step takes `decode_step_s` at `decode_power_w`.
+`prefill_power_w`, and each decode step takes `decode_step_s` at `decode_power_w`. Power never
+exceeds a GPU's power limit (`SimulatedGpu.power_limit_w`): a lower limit caps the phase powers and
+so the energy (the timing stays the same; a real GPU would also slow down).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class SimulatedEngine:
 
     def _set_power(self, power_w: float) -> None:
         for gpu in self.gpus:
-            gpu.set_power_w(power_w)
+            gpu.set_power_w(min(power_w, gpu.power_limit_w))
 
     def load(self) -> None:
         """Loading takes one simulated second at idle power."""

@@ -36,6 +36,8 @@ class RunOptions:
         measure_total: Also measure whole generations in a `total` window.
         repeats: Independent measurements of the point (each stored as its own run).
         time_limit_s: Once a point has run this long, no further repeat starts (soft limit).
+        allow_gpu_settings: Consent to change the GPU's SM clock / power limit for points that set
+            them (`--allow-gpu-settings`); without it such a point is refused (`ConfigError`).
     """
 
     target_window_s: float = 2.0
@@ -43,6 +45,7 @@ class RunOptions:
     measure_total: bool = True
     repeats: int = 1
     time_limit_s: float | None = None
+    allow_gpu_settings: bool = False
 
 
 def _now_iso() -> str:

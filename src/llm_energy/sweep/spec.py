@@ -13,13 +13,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from llm_energy.architectures import check_lengths, load_architecture
 from llm_energy.engines import check_mode
 from llm_energy.errors import ConfigError
 
 Init = Literal["normal", "uniform", "zeros"]
+
+GPU_SETTING_FIELDS = ("gpu_clock_mhz", "power_limit_w")
+"""Point fields that change the GPU's settings; left out of dumps (and so of the id) while None."""
+
+SHARED_GPU_NOTE = (
+    "the GPUs we test on are shared and must stay as they are, so only allow it on a GPU you may "
+    "reconfigure (the settings are restored after each point)"
+)
 
 
 class Point(BaseModel):
@@ -38,9 +54,29 @@ class Point(BaseModel):
     seed: int = Field(0, description="seed for weights and inputs")
     device: str = Field("cuda", description="cuda, cuda:N or cpu")
     options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
+    gpu_clock_mhz: int | None = Field(
+        None, gt=0, description="lock the SM clock to this (needs --allow-gpu-settings); None: as it is"
+    )
+    power_limit_w: float | None = Field(
+        None, gt=0, description="set the GPU power limit (needs --allow-gpu-settings); None: as it is"
+    )
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_gpu_settings(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A point that changes no GPU setting dumps (and hashes) exactly as before these fields existed.
+        data: dict[str, Any] = handler(self)
+        for name in GPU_SETTING_FIELDS:
+            if data.get(name, 0) is None:
+                del data[name]
+        return data
+
+    @property
+    def changes_gpu_settings(self) -> bool:
+        """True when this point locks the SM clock or sets the power limit."""
+        return self.gpu_clock_mhz is not None or self.power_limit_w is not None
 
     def point_id(self) -> str:
-        """Return a stable id: sha256 of the canonical JSON of this point."""
+        """Return a stable id: sha256 of the canonical JSON of this point (unset GPU settings left out)."""
         blob = json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -102,7 +138,12 @@ class EngineSpec(BaseModel):
 
 
 class SweepSpec(BaseModel):
-    """A grid of points: models x engines x batch sizes x input lengths x output lengths."""
+    """A grid of points: models x engines x batch sizes x input lengths x output lengths.
+
+    The optional axes `gpu_clocks_mhz` and `power_limits_w` multiply the grid further; they change
+    the GPU's settings for each point (restored after it), so they need `allow_gpu_settings: true`
+    here or `--allow-gpu-settings` on the command line.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -122,6 +163,15 @@ class SweepSpec(BaseModel):
     time_limit_s: float | None = Field(
         None, gt=0, description="per point; local: no further repeats once exceeded; ray: the point is killed"
     )
+    gpu_clocks_mhz: list[int] | None = Field(
+        None, min_length=1, description="SM clocks to lock, one point each (changes the GPU's settings)"
+    )
+    power_limits_w: list[float] | None = Field(
+        None, min_length=1, description="power limits to set, one point each (changes the GPU's settings)"
+    )
+    allow_gpu_settings: bool = Field(
+        False, description="consent to the GPU-settings axes (same as --allow-gpu-settings)"
+    )
 
     @field_validator("batch_sizes", "input_lens", "output_lens")
     @classmethod
@@ -131,8 +181,44 @@ class SweepSpec(BaseModel):
             raise ValueError(f"every value must be > 0 (got {bad[0]})")
         return sorted(set(values))
 
+    @field_validator("gpu_clocks_mhz", "power_limits_w")
+    @classmethod
+    def _positive_settings(cls, values: list[Any] | None) -> list[Any] | None:
+        if values is None:
+            return None
+        bad = [v for v in values if v <= 0]
+        if bad:
+            raise ValueError(f"every value must be > 0 (got {bad[0]})")
+        return sorted(set(values))
+
+    @property
+    def changes_gpu_settings(self) -> bool:
+        """True when the spec has a GPU-settings axis."""
+        return bool(self.gpu_clocks_mhz or self.power_limits_w)
+
+    def check_gpu_settings_allowed(self, allow: bool = False) -> None:
+        """Refuse a spec with GPU-settings axes unless the spec or the caller (`allow`) consents.
+
+        Raises:
+            ConfigError: settings axes without `allow_gpu_settings: true` or `--allow-gpu-settings`.
+        """
+        if not self.changes_gpu_settings or allow or self.allow_gpu_settings:
+            return
+        axes = ", ".join(
+            f"{name}: {getattr(self, name)}"
+            for name in ("gpu_clocks_mhz", "power_limits_w")
+            if getattr(self, name)
+        )
+        raise ConfigError(
+            f"sweep {self.name!r} changes GPU settings ({axes}): that needs `allow_gpu_settings: true` "
+            f"in the spec or --allow-gpu-settings; {SHARED_GPU_NOTE}"
+        )
+
     def points(self) -> list[Point]:
         """Expand into points, grouped by loaded model and, within a shape, by increasing batch size.
+
+        GPU settings vary fastest: each batch size is measured at every clock x power limit in turn
+        (the model stays loaded; only the settings change between points).
 
         Raises:
             ConfigError: an engine, mode or length is invalid for a model (names the value).
@@ -144,22 +230,35 @@ class SweepSpec(BaseModel):
                 for input_len in self.input_lens:
                     for output_len in self.output_lens:
                         for batch_size in self.batch_sizes:
-                            out.append(
-                                make_point(
-                                    model=model,
-                                    engine=eng.engine,
-                                    mode=eng.mode,
-                                    batch_size=batch_size,
-                                    input_len=input_len,
-                                    output_len=output_len,
-                                    dtype=self.dtype,
-                                    init=self.init,
-                                    seed=self.seed,
-                                    device=self.device,
-                                    options=options,
+                            for settings in self._gpu_settings_grid():
+                                out.append(
+                                    make_point(
+                                        model=model,
+                                        engine=eng.engine,
+                                        mode=eng.mode,
+                                        batch_size=batch_size,
+                                        input_len=input_len,
+                                        output_len=output_len,
+                                        dtype=self.dtype,
+                                        init=self.init,
+                                        seed=self.seed,
+                                        device=self.device,
+                                        options=options,
+                                        **settings,
+                                    )
                                 )
-                            )
         return out
+
+    def _gpu_settings_grid(self) -> list[dict[str, Any]]:
+        """Every clock x power-limit combination as Point fields ([{}] without settings axes)."""
+        grid: list[dict[str, Any]] = []
+        clocks_mhz: list[int | None] = [*self.gpu_clocks_mhz] if self.gpu_clocks_mhz else [None]
+        limits_w: list[float | None] = [*self.power_limits_w] if self.power_limits_w else [None]
+        for clock_mhz in clocks_mhz:
+            for limit_w in limits_w:
+                fields = {"gpu_clock_mhz": clock_mhz, "power_limit_w": limit_w}
+                grid.append({k: v for k, v in fields.items() if v is not None})
+        return grid
 
 
 def _yaml_line(text: str, loc: tuple[Any, ...]) -> int | None:

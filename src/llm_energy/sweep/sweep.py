@@ -4,6 +4,10 @@ Resumable by construction: each point's runs are written in one transaction as s
 finishes, keyed by `point_id` and the environment's `env_id`; a rerun skips points stored with status
 `ok` in the same environment (and failed ones unless `retry_failed`). A process killed at any moment,
 kill -9 included, loses at most the point in flight and never stores one twice.
+
+GPU-settings axes (`gpu_clocks_mhz`, `power_limits_w`) are refused without consent and checked
+against the GPU before the first point is measured; each such point is part of the point id, so
+resuming works as for any other axis (`env_id` is that of the GPU at its own settings).
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from llm_energy.errors import GpuSettingsError
 from llm_energy.records import RunResult
 from llm_energy.store import Store
 from llm_energy.sweep.executors import Executor, Group, LocalExecutor, RayExecutor, failed_result
 from llm_energy.sweep.runner import RunOptions
 from llm_energy.sweep.spec import Point, SweepSpec
+from llm_energy.sweep.worker import GpuFactory, validate_points_gpu_settings
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +83,57 @@ def estimate_gpu_s(points: Sequence[Point], options: RunOptions, idle_s: float) 
     return total
 
 
+def check_sweep_gpu_settings(
+    spec: SweepSpec,
+    points: Sequence[Point],
+    *,
+    allow: bool = False,
+    executor: str = "local",
+    gpu_factory: GpuFactory | None = None,
+) -> bool:
+    """Refuse GPU-settings axes without consent and check every value against its GPU, changing nothing.
+
+    Args:
+        spec: The sweep (its `allow_gpu_settings` counts as consent).
+        points: Its points.
+        allow: `--allow-gpu-settings`.
+        executor: With `ray`, a GPU the driver cannot open is left to the workers to check.
+        gpu_factory: Opens a real GPU (default: Zeus).
+
+    Returns:
+        Whether changing GPU settings is allowed.
+
+    Raises:
+        ConfigError: settings without consent or privilege, on the CPU, or a value the GPU does not
+            support (the message names it).
+        GpuSettingsError: a GPU cannot be opened (local executor).
+    """
+    spec.check_gpu_settings_allowed(allow)
+    allowed = allow or spec.allow_gpu_settings
+    if any(p.changes_gpu_settings for p in points):
+        try:
+            validate_points_gpu_settings(points, allow=allowed, gpu_factory=gpu_factory)
+        except GpuSettingsError as exc:
+            if executor == "local":
+                raise
+            logger.warning(
+                "cannot check the GPU settings here (%s); each worker checks them at its start", exc
+            )
+    return allowed
+
+
+def _describe(point: Point) -> str:
+    text = (
+        f"{point.model} {point.engine}/{point.mode} bs{point.batch_size} "
+        f"in{point.input_len}/out{point.output_len}"
+    )
+    if point.gpu_clock_mhz is not None:
+        text += f" @{point.gpu_clock_mhz}MHz"
+    if point.power_limit_w is not None:
+        text += f" @{point.power_limit_w:g}W"
+    return text
+
+
 def run_sweep(
     spec: SweepSpec,
     store: Store,
@@ -86,10 +143,22 @@ def run_sweep(
     address: str | None = None,
     on_point: Callable[[SweepSummary], None] | None = None,
     executor_kwargs: dict[str, Any] | None = None,
+    allow_gpu_settings: bool = False,
 ) -> SweepSummary:
-    """Measure every point of `spec` not yet stored, writing each point's runs as it finishes."""
+    """Measure every point of `spec` not yet stored, writing each point's runs as it finishes.
+
+    Raises:
+        ConfigError: GPU-settings axes without `allow_gpu_settings` (here or in the spec), or a setting
+            the GPU does not support: raised before anything is measured or stored.
+    """
     points = spec.points()
-    options = RunOptions(target_window_s=spec.window_s, repeats=spec.repeats, time_limit_s=spec.time_limit_s)
+    allowed = check_sweep_gpu_settings(spec, points, allow=allow_gpu_settings, executor=executor)
+    options = RunOptions(
+        target_window_s=spec.window_s,
+        repeats=spec.repeats,
+        time_limit_s=spec.time_limit_s,
+        allow_gpu_settings=allowed,
+    )
     summary = SweepSummary(total=len(points))
     env_ids: dict[Any, str] = {}
     stored_cache: dict[str, dict[str, set[str]]] = {}
@@ -137,10 +206,7 @@ def run_sweep(
             setattr(summary, r.status, getattr(summary, r.status) + 1)
             summary.last = r
             if r.status != "ok":
-                summary.failures.append(
-                    f"{point.model} {point.engine}/{point.mode} bs{point.batch_size} "
-                    f"in{point.input_len}/out{point.output_len}: {r.status}: {r.error}"
-                )
+                summary.failures.append(f"{_describe(point)}: {r.status}: {r.error}")
         if any(r.status == "oom" for r in results):
             key = shape(point)
             oom_at[key] = min(point.batch_size, oom_at.get(key, point.batch_size))

@@ -8,8 +8,6 @@ fit quality (leave-one-out error of the grid). `llm-energy fit` writes one; `est
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llm_energy.atomic import write_atomically
 from llm_energy.errors import ConfigError
 from llm_energy.modeling.calibration import CalibrationGrid, calibration_table, max_feasible_batches
 from llm_energy.modeling.parametric import ParametricModel
@@ -75,16 +74,7 @@ class EnergyProfile:
 
     def save(self, path: str | Path) -> None:
         """Write the profile atomically (temporary file + rename): an existing file is never half-written."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.to_dict(), fh, indent=1)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, json.dumps(self.to_dict(), indent=1).encode(), action="write profile")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EnergyProfile:

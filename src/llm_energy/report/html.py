@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from llm_energy.atomic import write_atomically
 from llm_energy.errors import ConfigError
 from llm_energy.report import plots
-from llm_energy.report._io import write_atomically
 from llm_energy.report.summary import config_summary
 
 if TYPE_CHECKING:

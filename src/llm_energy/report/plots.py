@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 
+from llm_energy.atomic import write_atomically
 from llm_energy.errors import ConfigError
-from llm_energy.report._io import write_atomically
 from llm_energy.report.summary import config_summary, series_label, varying
 
 if TYPE_CHECKING:

@@ -8,15 +8,15 @@ leaves a half-written file and never clobbers an existing one with partial conte
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
-import os
-import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
+from llm_energy.atomic import write_atomically
 from llm_energy.errors import ConfigError, StoreError
 from llm_energy.records import Phase, PhaseResult, RunResult
 
@@ -213,28 +213,13 @@ def _parquet_ready(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _write_atomically(frame: pd.DataFrame, target: Path, fmt: ExportFormat) -> None:
-    """Write `frame` next to `target` under a temporary name, fsync it, then rename it over `target`."""
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: never reuse someone else's file; mode 0o666 lets the umask decide, as open() would.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as e:
-        raise StoreError(f"cannot export runs to {target}: {e.strerror or e}") from e
-    try:
-        if fmt == "csv":
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as text:
-                frame.to_csv(text, index=False)
-                text.flush()
-                os.fsync(text.fileno())
-        else:
-            with os.fdopen(fd, "wb") as binary:
-                frame.to_parquet(binary, engine="pyarrow", index=False)
-                binary.flush()
-                os.fsync(binary.fileno())
-        os.replace(tmp, target)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise StoreError(f"cannot export runs to {target}: {e.strerror or e}") from e
-        raise
+    """Encode `frame` in memory (a runs table is small), then write it atomically (`llm_energy.atomic`)."""
+    if fmt == "csv":
+        text = io.StringIO()
+        frame.to_csv(text, index=False)
+        data = text.getvalue().encode("utf-8")
+    else:
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, engine="pyarrow", index=False)
+        data = buffer.getvalue()
+    write_atomically(target, data, error=StoreError, action="export runs to")

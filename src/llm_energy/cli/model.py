@@ -17,6 +17,7 @@ from llm_energy.cli import (
     _open_store,
     app,
     console,
+    err_console,
 )
 from llm_energy.errors import ConfigError
 
@@ -151,3 +152,88 @@ def fit(
         f"{prof.parametric.prefill_rms_rel_error:.1%}, decode {prof.parametric.decode_rms_rel_error:.1%}"
         + (f"; grid leave-one-out median {q['loo_median_rel_error']:.1%}" if q else "")
     )
+
+
+@app.command()
+def recommend(
+    trace: Annotated[str, typer.Option(help="bundled trace or trace file")] = "azure-conv",
+    slo: Annotated[str, typer.Option(help="latency SLO, e.g. ttft=2s,tpot=100ms")] = "ttft=2s,tpot=100ms",
+    rate: Annotated[float | None, typer.Option(help="arrival rate, req/s (default: the trace's own)")] = None,
+    profile: Annotated[
+        list[str] | None, typer.Option(help="profile file or bundled name; repeatable")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Recommend the least-energy configuration meeting the SLO at the trace's rate (modelled)."""
+    from dataclasses import asdict
+
+    from llm_energy.modeling.profile import DEFAULT_PROFILE, load_profile
+    from llm_energy.recommend import recommend as search
+    from llm_energy.serving import parse_slo
+    from llm_energy.workloads import load_trace
+
+    def run() -> Any:
+        slo_s = parse_slo(slo)
+        names = profile or [DEFAULT_PROFILE]
+        profiles = {n: load_profile(n) for n in names}
+        tr = load_trace(trace)
+        r = rate if rate is not None else tr.summary().rate_per_s
+        if r is None:
+            raise ConfigError(f"trace {trace} has no arrival times: pass --rate")
+        return search(profiles, tr.input_tokens, tr.output_tokens, rate_per_s=r, slo_s=slo_s)
+
+    rec = _guard(run)
+    if as_json:
+        payload = {
+            "choice": asdict(rec.choice) if rec.choice else None,
+            "baseline": asdict(rec.baseline),
+            "fastest": asdict(rec.fastest),
+            "saving": rec.saving,
+            "kwh_per_day_saved": rec.kwh_per_day_saved(),
+            "rate_per_s": rec.rate_per_s,
+            "pareto": [asdict(c) for c in rec.pareto()],
+        }
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    table = Table(title=f"{trace} at {rec.rate_per_s:.2f} req/s, SLO {slo} (modelled from profiles)")
+    for col in (
+        "",
+        "profile",
+        "batch",
+        "J/request",
+        "TTFT ms",
+        "TPOT ms",
+        "req/s capacity",
+        "SLO",
+        "keeps up",
+    ):
+        table.add_column(col)
+    rows = [("choice", rec.choice), ("baseline (batch 1)", rec.baseline), ("fastest", rec.fastest)]
+    rows += [("pareto", c) for c in rec.pareto()]
+    for label, c in rows:
+        if c is None:
+            continue
+        table.add_row(
+            label,
+            c.profile,
+            str(c.batch_size),
+            f"{c.energy_per_request_j:.1f} ± {c.uncertainty_per_request_j:.1f}",
+            f"{c.ttft_s * 1e3:,.0f}",
+            f"{c.tpot_s * 1e3:,.1f}",
+            f"{c.throughput_per_s:,.1f}",
+            "yes" if c.meets_slo else "no",
+            "yes" if c.keeps_up else "no",
+        )
+    if not as_json:
+        console.print(table)
+    if rec.choice is None:
+        closest = min(rec.candidates, key=lambda c: c.tpot_s)
+        err_console.print(
+            f"no configuration meets {slo} at this rate; closest: {closest.profile} batch "
+            f"{closest.batch_size} (TTFT {closest.ttft_s * 1e3:,.0f} ms, TPOT {closest.tpot_s * 1e3:.1f} ms)"
+        )
+        raise typer.Exit(1)
+    if not as_json:
+        console.print(
+            f"saving vs batch 1: {rec.saving:.1%} of energy per request, "
+            f"{rec.kwh_per_day_saved():.2f} kWh/day at {rec.rate_per_s:.2f} req/s"
+        )

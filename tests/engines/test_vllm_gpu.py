@@ -35,7 +35,7 @@ def engine():
 
 
 def test_exact_lengths_and_measured_phases_on_the_gpu(engine):
-    """B=4, 64 in / 16 out: ok (the engine checks exact lengths), GPU-measured phases, positive derived decode."""
+    """B=4, 64 in / 16 out: ok (engine checks exact lengths), measured phases, positive derived decode."""
     from llm_energy.meters import EnergyMeter
     from llm_energy.meters.zeus import ZeusGpu
 

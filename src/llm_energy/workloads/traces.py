@@ -32,7 +32,6 @@ from llm_energy.workloads._readers import (
     FloatArray,
     Format,
     IntArray,
-    TimeUnit,
     _Clock,
     _columns,
     _frames,

@@ -135,9 +135,8 @@ def estimate_trace(
     pre, dec, unc = result.prefill_j, result.decode_j, result.uncertainty_j
     if method == "parametric":
         # Batch per request: the binned model's choice for its bin, then the fitted equations per request.
-        batch = (
-            np.full(lin.shape, float(batch_size)) if batch_size else _bin_batches(binned, result, lin, lout)
-        )
+        assert result.batch_size is not None
+        batch = np.nan_to_num(result.batch_size, nan=1.0)  # dropped requests: excluded from the sums below
         pre, dec = profile.parametric.request_energy_j(batch, lin, lout)
         rel = max(profile.parametric.prefill_rms_rel_error, profile.parametric.decode_rms_rel_error)
         _, _, grid_unc = request_energy_at(profile.grid, batch, lin, lout)
@@ -181,19 +180,6 @@ def estimate_trace(
         carbon_g_per_kwh=carbon_g_per_kwh,
         price_per_kwh=price_per_kwh,
     )
-
-
-def _bin_batches(binned: BinnedModel, result: Any, lin: np.ndarray, lout: np.ndarray) -> np.ndarray:
-    """Per-request batch size = the batch the binned model chose for the request's bin."""
-    table = result.bins
-    bins = binned.bins or FIXED_BINS
-    i, o, kept = bins.assign(lin, lout)
-    n_out = len(bins.output_edges)
-    lookup = np.ones(len(bins.input_edges) * n_out)
-    in_idx = np.searchsorted(np.asarray(bins.input_edges), table["input_bin_max"].to_numpy())
-    out_idx = np.searchsorted(np.asarray(bins.output_edges), table["output_bin_max"].to_numpy())
-    lookup[in_idx * n_out + out_idx] = table["batch_size"].to_numpy(float)
-    return np.where(kept, lookup[np.where(kept, i * n_out + o, 0)], 1.0)
 
 
 def batch_for_rate(

@@ -28,6 +28,8 @@ class RequestEnergy:
     uncertainty_j: np.ndarray
     kept: np.ndarray
     bins: pd.DataFrame | None = None
+    batch_size: np.ndarray | None = None
+    """Batch each request was estimated at (its bin's; NaN when dropped)."""
 
     @property
     def total_j(self) -> np.ndarray:
@@ -134,4 +136,6 @@ class BinnedModel:
             out[kept] = values[position[kept]]
             return out
 
-        return RequestEnergy(per_request(pre), per_request(dec), per_request(unc), kept, table)
+        return RequestEnergy(
+            per_request(pre), per_request(dec), per_request(unc), kept, table, per_request(batch)
+        )

@@ -23,7 +23,7 @@ from llm_energy.store import Store
 from llm_energy.sweep.executors import Executor, Group, LocalExecutor, RayExecutor, failed_result
 from llm_energy.sweep.runner import RunOptions
 from llm_energy.sweep.spec import Point, SweepSpec
-from llm_energy.sweep.worker import GpuFactory, validate_points_gpu_settings
+from llm_energy.sweep.worker import GpuFactory, local_devices, validate_points_gpu_settings
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +64,8 @@ def environment_id(point: Point) -> str:
         from llm_energy.meters.simulated import SimClock, SimulatedGpu
 
         return str(collect_env([SimulatedGpu(SimClock())])["env_id"])
-    from llm_energy.meters import detect_cpus, detect_gpus
-
-    gpus, _ = detect_gpus(probe_update_period=False) if point.device != "cpu" else ([], [])
-    index = int(point.device.split(":")[1]) if ":" in point.device else 0
-    cpus, _ = detect_cpus()
-    return str(collect_env([g for g in gpus if g.index == index], cpus)["env_id"])
+    gpus, cpus, _ = local_devices(point.device, probe_update_period=False)
+    return str(collect_env(gpus, cpus)["env_id"])
 
 
 def estimate_gpu_s(points: Sequence[Point], options: RunOptions, idle_s: float) -> float:
@@ -165,7 +161,8 @@ def run_sweep(
     oom_at: dict[tuple[Any, ...], int] = {}
 
     def env_of(point: Point) -> str:
-        key = point.group_key()
+        # The environment depends only on where a point runs: detect devices once per device.
+        key = (point.engine == "simulated", point.device)
         if key not in env_ids:
             env_ids[key] = environment_id(point)
         return env_ids[key]

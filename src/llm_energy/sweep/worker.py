@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from llm_energy.engines.base import Engine
 from llm_energy.errors import ConfigError, GpuSettingsError
-from llm_energy.meters.base import Clock, EnergyMeter
+from llm_energy.meters.base import Clock, CpuDevice, EnergyMeter, GpuDevice
 from llm_energy.records import Measurement, RunResult
 from llm_energy.sweep.runner import RunOptions, run_point
 from llm_energy.sweep.spec import SHARED_GPU_NOTE, Point
@@ -89,7 +89,28 @@ def gpu_index_of(point: Point, device: str | None = None) -> int:
         raise ConfigError(
             f"gpu_clock_mhz / power_limit_w need a GPU, but {point.model} {point.engine} runs on the CPU"
         )
+    return cuda_index(device)
+
+
+def cuda_index(device: str) -> int:
+    """Return N of a `cuda:N` device string; 0 for `cuda` or `auto`."""
     return int(device.split(":")[1]) if device.startswith("cuda:") else 0
+
+
+def local_devices(
+    device: str, *, probe_update_period: bool = True, cpu_tdp_w: float | None = None
+) -> tuple[list[GpuDevice], list[CpuDevice], list[str]]:
+    """Return (GPUs, CPU meters, notes) that measure a point on `device` here.
+
+    The GPUs are the one the point runs on (none on the CPU). Shared by the worker and by resume
+    decisions, so both see the same environment.
+    """
+    from llm_energy.meters import detect_cpus, detect_gpus
+
+    gpus, notes = detect_gpus(probe_update_period=probe_update_period) if device != "cpu" else ([], [])
+    index = cuda_index(device)
+    cpus, cpu_notes = detect_cpus(tdp_w=cpu_tdp_w)
+    return [g for g in gpus if g.index == index], cpus, notes + cpu_notes
 
 
 def check_gpu_settings(gpu: SettableGpu, settings: GpuSettings, *, allow: bool) -> None:
@@ -210,18 +231,14 @@ class GroupWorker:
             from llm_energy.api import resolve_device
             from llm_energy.architectures import load_architecture
             from llm_energy.engines import build_engine
-            from llm_energy.meters import detect_cpus, detect_gpus
 
             p = self.first
             device = resolve_device(p.device)
             self.effective = {"device": device, "dtype": p.dtype if device != "cpu" else "float32"}
             if device.startswith("cuda"):
                 self.say("probing GPU energy counters")
-            gpus, notes = detect_gpus() if device.startswith("cuda") else ([], [])
-            index = int(device.split(":")[1]) if ":" in device else 0
-            gpus = [g for g in gpus if g.index == index]
-            cpus, cpu_notes = detect_cpus(tdp_w=self.cpu_tdp_w)
-            self.env = collect_env(gpus, cpus, notes + cpu_notes)
+            gpus, cpus, notes = local_devices(device, cpu_tdp_w=self.cpu_tdp_w)
+            self.env = collect_env(gpus, cpus, notes)
             arch = load_architecture(p.model)
             self.engine = build_engine(
                 p.engine,

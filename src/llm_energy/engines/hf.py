@@ -72,6 +72,7 @@ class HFEngineConfig(BaseModel):
     top_p: float = Field(0.9, description="probability mass top-p keeps, in (0, 1]")
     top_k: int = Field(50, description="most likely tokens top-k keeps (>= 1; capped at the vocabulary)")
     num_beams: int = Field(4, description="beams per request of beam search (>= 2)")
+    warmup: bool = Field(True, description="eager only: warm up in prepare (validate warms up once instead)")
 
     @field_validator("temperature")
     @classmethod
@@ -283,6 +284,8 @@ class HFEngine:
             # Warm-up: compile and capture both shapes (CUDA graphs are recorded on the second call),
             # then one full generation so the caching allocator holds every block the shape needs
             # (on the H100 host, an eager decode's first full run took 2x longer than later ones).
+            if self.config.mode == "eager" and not self.config.warmup:
+                return
             for _ in range(1 if self.config.mode == "eager" else 3):
                 self.prefill()
                 self._decode_steps(min(batch.decode_steps, 3))

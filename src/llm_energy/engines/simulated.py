@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -95,6 +96,33 @@ class SimulatedEngine:
         self.prefill()
         batch = self._require()
         return batch.batch_size + (self.decode() if batch.decode_steps > 0 else 0)
+
+    def generate_requests(
+        self, input_tokens: Sequence[int], output_tokens: Sequence[int], seed: int = 0
+    ) -> int:
+        """Continuous batching of mixed-length requests, at most `max_batch_size` at once.
+
+        Requests join in order as slots free up; each step decodes every running request. Prefill of a
+        joining request is charged at prefill power, steps at decode power. Returns output tokens.
+        """
+        del seed
+        remaining = list(output_tokens)
+        pending = list(range(len(remaining)))
+        running: list[int] = []
+        while pending or running:
+            while pending and len(running) < self.config.max_batch_size:
+                i = pending.pop(0)
+                self._set_power(self.config.prefill_power_w)
+                self.clock.advance(input_tokens[i] * self.config.prefill_s_per_token)
+                remaining[i] -= 1  # prefill yields the first token
+                running.append(i)
+            running = [i for i in running if remaining[i] > 0]
+            if running:
+                self._set_power(self.config.decode_power_w)
+                self.clock.advance(self.config.decode_step_s)
+                for i in running:
+                    remaining[i] -= 1
+        return int(sum(output_tokens))
 
     def synchronize(self) -> None:
         """Nothing is asynchronous in the simulation."""

@@ -27,7 +27,7 @@ import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -272,6 +272,46 @@ class VllmEngine:
                 f"expected {batch.batch_size} of {tokens} tokens"
             )
         return sum(lengths)
+
+    def generate_requests(
+        self, input_tokens: Sequence[int], output_tokens: Sequence[int], seed: int = 0
+    ) -> int:
+        """Submit requests of these exact lengths at once; vLLM batches them (at most `max_num_seqs`).
+
+        Continuous batching decides who runs with whom, as in a real offline job; used by `validate`.
+
+        Returns:
+            Output tokens generated (checked equal to the requested total).
+
+        Raises:
+            ConfigError: a request exceeds `max_model_len`.
+            EngineError: an output does not have its requested length.
+        """
+        import numpy as np
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if self.llm is None:
+            self.load()
+        rng = np.random.default_rng([self.config.seed, seed])
+        prompts, params = [], []
+        for lin, lout in zip(input_tokens, output_tokens, strict=True):
+            if lin + lout > self.max_model_len:
+                raise ConfigError(
+                    f"a request of {lin} + {lout} tokens exceeds max_model_len {self.max_model_len}"
+                )
+            prompts.append(TokensPrompt(prompt_token_ids=rng.integers(0, self.arch.vocab_size, lin).tolist()))
+            params.append(
+                SamplingParams(
+                    max_tokens=lout, min_tokens=lout, ignore_eos=True, temperature=0.0, detokenize=False
+                )
+            )
+        with _vllm_errors():
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        got = [len(out.outputs[0].token_ids) for out in outputs]
+        if got != list(output_tokens):
+            raise EngineError(f"vllm returned {sum(got)} output tokens; expected {sum(output_tokens)}")
+        return sum(got)
 
     def prefill(self) -> None:
         """Generate one token per request: prefill of the whole batch (plus one sampling step)."""

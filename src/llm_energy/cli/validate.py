@@ -1,0 +1,180 @@
+"""`llm-energy validate`: run a trace sample on an engine, measure, and compare with the models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from llm_energy.cli import JsonOption, _guard, app, console, err_console
+from llm_energy.errors import ConfigError
+
+
+def _measure_run(
+    trace: str,
+    sample: int,
+    batch_size: int,
+    *,
+    model: str,
+    engine: str,
+    mode: str | None,
+    device: str,
+    seed: int,
+    max_input_tokens: int | None,
+    max_output_tokens: int | None,
+    batching: str | None,
+    options: dict[str, Any],
+    idle_s: float,
+) -> Any:
+    from llm_energy.sweep.runner import RunOptions
+    from llm_energy.sweep.spec import make_point
+    from llm_energy.sweep.worker import GroupWorker
+    from llm_energy.validate import run_validation, sample_requests
+    from llm_energy.workloads import load_trace
+
+    tr, eligible = sample_requests(
+        load_trace(trace),
+        sample,
+        seed=seed,
+        max_input_tokens=max_input_tokens,
+        max_output_tokens=max_output_tokens,
+    )
+    longest = int((tr.input_tokens + tr.output_tokens).max())
+    opts = dict(options)
+    if engine == "simulated":
+        opts.setdefault("max_batch_size", batch_size)  # its continuous mode runs at most this many
+    if engine == "vllm":
+        opts.setdefault("max_num_seqs", batch_size)
+        opts.setdefault("max_model_len", longest)
+    elif engine == "hf" and (mode or "eager") == "eager":
+        opts.setdefault("warmup", False)  # validate warms up once, not before every padded batch
+    # The point checks model, engine, mode and the longest request before anything loads.
+    point = make_point(
+        model=model,
+        engine=engine,
+        mode=mode,
+        batch_size=min(batch_size, len(tr)),
+        input_len=int(tr.input_tokens.max()),
+        output_len=int(tr.output_tokens.max()),
+        device=device,
+        seed=seed,
+        options=opts,
+    )
+    worker = GroupWorker(point, RunOptions(), idle_s=idle_s, on_status=lambda m: err_console.print(m))
+    try:
+        env = worker.open()
+        assert worker.engine is not None and worker.meter is not None
+        idle = worker.idle
+        idle_w = idle.energy_sum_j("gpu") / idle.duration_s if idle is not None and idle.duration_s else 0.0
+        return run_validation(
+            worker.engine,
+            worker.meter,
+            tr,
+            batch_size,
+            model=model,
+            engine_name=engine,
+            mode=point.mode,
+            idle_power_w=idle_w,
+            eligible_requests=eligible,
+            filters={"max_input_tokens": max_input_tokens, "max_output_tokens": max_output_tokens},
+            seed=seed,
+            env=env,
+            clock=worker.clock,
+            batching=batching,  # type: ignore[arg-type]
+        )
+    finally:
+        worker.close()
+
+
+@app.command()
+def validate(
+    trace: Annotated[
+        str, typer.Option(help="bundled trace (azure-conv, azure-code) or a trace file")
+    ] = "azure-conv",
+    sample: Annotated[int, typer.Option(help="requests to draw from the trace")] = 500,
+    batch_size: Annotated[int, typer.Option(help="static: padded batch size; vllm: max_num_seqs")] = 16,
+    model: Annotated[str, typer.Option(help="bundled architecture or local checkpoint")] = "llama-3.1-8b",
+    engine: Annotated[str, typer.Option(help="hf | vllm | simulated")] = "hf",
+    mode: Annotated[str | None, typer.Option(help="engine mode (eager | cudagraphs | ...)")] = None,
+    device: Annotated[str, typer.Option(help="auto | cuda | cuda:N | cpu")] = "auto",
+    seed: Annotated[int, typer.Option(help="seed of the sample and the prompts")] = 0,
+    max_input_tokens: Annotated[
+        int | None, typer.Option(help="sample only requests with input ≤ this")
+    ] = None,
+    max_output_tokens: Annotated[
+        int | None, typer.Option(help="sample only requests with output ≤ this")
+    ] = None,
+    batching: Annotated[str | None, typer.Option(help="static | continuous (default: the engine's)")] = None,
+    option: Annotated[list[str] | None, typer.Option(help="engine option KEY=VALUE (repeatable)")] = None,
+    idle_s: Annotated[float, typer.Option(help="seconds of idle power measured first")] = 3.0,
+    out: Annotated[Path | None, typer.Option(help="write the measured run (JSON) here")] = None,
+    measured: Annotated[Path | None, typer.Option(help="compare a run measured earlier instead")] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="profile to compare with (file or bundled name)")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run sampled trace requests with their true lengths, measure energy, compare with the models."""
+    from llm_energy.modeling.profile import load_profile
+    from llm_energy.validate import ValidationRun, compare
+
+    def run() -> tuple[Any, list[Any] | None]:
+        if batching not in (None, "static", "continuous"):
+            raise ConfigError(f"--batching must be static or continuous, got {batching!r}")
+        opts: dict[str, Any] = {}
+        for item in option or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"--option must be KEY=VALUE, got {item!r}")
+            opts[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+        if measured is not None:
+            result = ValidationRun.load(measured)
+        else:
+            result = _measure_run(
+                trace,
+                sample,
+                batch_size,
+                model=model,
+                engine=engine,
+                mode=mode,
+                device=device,
+                seed=seed,
+                max_input_tokens=max_input_tokens,
+                max_output_tokens=max_output_tokens,
+                batching=batching,
+                options=opts,
+                idle_s=idle_s,
+            )
+            if out is not None:
+                result.save(out)
+        errors = compare(result, load_profile(profile)) if profile is not None else None
+        return result, errors
+
+    result, errors = _guard(run)
+    if as_json:
+        doc = {k: v for k, v in result.to_dict().items() if k not in ("input_tokens", "output_tokens")}
+        doc["models"] = [e.to_dict() for e in errors] if errors else None
+        print(json.dumps(doc, indent=1, default=str))
+        return
+    console.print(
+        f"{result.trace}: {result.requests} requests (of {result.eligible_requests} eligible) · "
+        f"{result.engine} {result.mode} · batch {result.batch_size} ({result.batching}) · "
+        f"measured {result.energy_j:,.0f} ± {result.uncertainty_j:,.0f} J in {result.duration_s:.1f} s "
+        f"({result.j_per_request:.1f} J/request)"
+    )
+    if errors:
+        table = Table("model", "estimate J", "± J", "estimate / measured", "error")
+        for e in errors:
+            table.add_row(
+                e.method,
+                f"{e.estimate_j:,.0f}",
+                f"{e.uncertainty_j:,.0f}",
+                f"{e.ratio:.3f}",
+                f"{e.rel_error:+.1%}",
+            )
+        console.print(table)
+    elif profile is None:
+        console.print("no --profile given: measured only (compare later with --measured FILE --profile P)")

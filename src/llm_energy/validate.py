@@ -1,0 +1,380 @@
+"""Validate the workload energy model: run sampled trace requests on a real engine and compare.
+
+`run_validation` runs a sample of a trace's requests with their true input and output lengths on an
+engine and measures the GPU energy; `compare` puts the measurement beside the model estimates of the
+same requests (binned, p1, parametric, FLOPs). The engine's own batching is kept:
+
+- **static** engines (`hf` eager/compiled/cudagraphs) take the requests in trace order in batches of B,
+  each padded to its longest prompt and run until its longest output (what `generate` on a padded
+  batch does: finished rows keep computing). The model estimates are given twice: per request (the
+  seed study's binning, which does not know the padding) and per batch at the padded shape.
+- **continuous** engines (`vllm`, and the simulated engine's continuous mode) get every request at
+  once with `max_num_seqs` = B and schedule them themselves.
+
+A `ValidationRun` is saved as JSON, so the (slow, GPU) measurement and the (fast, CPU) comparison can
+run on different machines: `llm-energy validate --measured run.json --profile P`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from llm_energy.atomic import write_atomically
+from llm_energy.engines.base import Batch, Engine
+from llm_energy.errors import ConfigError, MeasurementWarning
+from llm_energy.meters.base import Clock, EnergyMeter
+from llm_energy.modeling.binned import request_energy_at
+from llm_energy.modeling.profile import EnergyProfile
+from llm_energy.workloads.traces import Trace
+
+logger = logging.getLogger(__name__)
+
+Batching = Literal["static", "continuous"]
+VALIDATION_FORMAT = 1
+
+
+class ContinuousEngine(Engine, Protocol):
+    """An engine that schedules mixed-length requests itself (continuous batching)."""
+
+    def generate_requests(self, input_tokens: list[int], output_tokens: list[int], seed: int = 0) -> int:
+        """Run all requests to their exact lengths; return output tokens."""
+        ...
+
+
+@dataclass(frozen=True)
+class MeasuredBatch:
+    """One padded batch of a static-batching validation run."""
+
+    requests: int
+    input_tokens_max: int
+    output_tokens_max: int
+    energy_j: float
+    uncertainty_j: float
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class ValidationRun:
+    """Measured GPU energy of a trace sample run on one engine configuration."""
+
+    trace: str
+    model: str
+    engine: str
+    mode: str | None
+    batch_size: int
+    batching: Batching
+    input_tokens: list[int]
+    output_tokens: list[int]
+    energy_j: float
+    uncertainty_j: float
+    duration_s: float
+    idle_power_w: float
+    eligible_requests: int
+    """Requests of the trace that passed the length filters (the sample was drawn from these)."""
+    window_energy_j: float
+    """GPU energy of the one window around the whole run (static runs: batches plus the gaps between)."""
+    filters: dict[str, int | None] = field(default_factory=dict)
+    seed: int = 0
+    batches: list[MeasuredBatch] = field(default_factory=list)
+    env: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+
+    @property
+    def requests(self) -> int:
+        """Requests run."""
+        return len(self.input_tokens)
+
+    @property
+    def j_per_request(self) -> float:
+        """Measured GPU joules per request."""
+        return self.energy_j / self.requests
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready representation."""
+        return {"format": VALIDATION_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ValidationRun:
+        """Inverse of `to_dict`.
+
+        Raises:
+            ConfigError: not a validation run of this format.
+        """
+        if data.get("format") != VALIDATION_FORMAT:
+            raise ConfigError(
+                f"not a validation run (format {data.get('format')!r}, want {VALIDATION_FORMAT})"
+            )
+        fields = {k: v for k, v in data.items() if k != "format"}
+        try:
+            fields["batches"] = [MeasuredBatch(**b) for b in fields.get("batches", [])]
+            return cls(**fields)
+        except TypeError as exc:
+            raise ConfigError(f"malformed validation run: {exc}") from exc
+
+    def save(self, path: str | Path) -> Path:
+        """Write the run as JSON (atomically: an existing file is replaced only when complete)."""
+        return write_atomically(path, json.dumps(self.to_dict(), indent=1).encode())
+
+    @classmethod
+    def load(cls, path: str | Path) -> ValidationRun:
+        """Read a run written by `save`.
+
+        Raises:
+            ConfigError: missing, unreadable or malformed file.
+        """
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read validation run {str(path)!r}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{str(path)!r} is not a validation run (not a JSON object)")
+        return cls.from_dict(data)
+
+
+def sample_requests(
+    trace: Trace,
+    n: int,
+    *,
+    seed: int = 0,
+    max_input_tokens: int | None = None,
+    max_output_tokens: int | None = None,
+) -> tuple[Trace, int]:
+    """Draw `n` requests (kept in trace order) among those within the length limits.
+
+    Returns:
+        The sample and the number of eligible requests it was drawn from.
+
+    Raises:
+        ConfigError: n < 1, or fewer eligible requests than `n`.
+    """
+    if n < 1:
+        raise ConfigError(f"sample must be ≥ 1 request, got {n}")
+    keep = np.ones(len(trace), bool)
+    if max_input_tokens is not None:
+        keep &= trace.input_tokens <= max_input_tokens
+    if max_output_tokens is not None:
+        keep &= trace.output_tokens <= max_output_tokens
+    eligible = int(keep.sum())
+    if eligible < n:
+        raise ConfigError(
+            f"only {eligible} of {trace.name}'s {len(trace)} requests are within the length limits "
+            f"(input ≤ {max_input_tokens}, output ≤ {max_output_tokens}); cannot sample {n}"
+        )
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.choice(np.flatnonzero(keep), size=n, replace=False))
+    sample = Trace(
+        name=trace.name,
+        input_tokens=trace.input_tokens[index],
+        output_tokens=trace.output_tokens[index],
+        source=trace.source,
+    )
+    return sample, eligible
+
+
+def static_batches(input_tokens: np.ndarray, output_tokens: np.ndarray, batch_size: int) -> list[Batch]:
+    """Consecutive groups of `batch_size` requests, each padded to its longest input and output."""
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be ≥ 1, got {batch_size}")
+    batches = []
+    for k, start in enumerate(range(0, len(input_tokens), batch_size)):
+        lin = input_tokens[start : start + batch_size]
+        lout = output_tokens[start : start + batch_size]
+        batches.append(Batch(len(lin), int(lin.max()), int(lout.max()), seed=k))
+    return batches
+
+
+def run_validation(
+    engine: Engine,
+    meter: EnergyMeter,
+    sample: Trace,
+    batch_size: int,
+    *,
+    model: str,
+    engine_name: str,
+    mode: str | None,
+    idle_power_w: float = 0.0,
+    eligible_requests: int | None = None,
+    filters: Mapping[str, int | None] | None = None,
+    seed: int = 0,
+    env: Mapping[str, Any] | None = None,
+    clock: Clock = time.monotonic,
+    batching: Batching | None = None,
+) -> ValidationRun:
+    """Run `sample` on a loaded `engine` and measure its GPU energy in one window.
+
+    Static engines run padded batches of `batch_size` in trace order (one unmeasured warm-up of the
+    first batch's shape first); an engine with `generate_requests` gets all requests at once, unless
+    `batching` says `static`.
+
+    Raises:
+        ConfigError: `continuous` asked of an engine that cannot schedule mixed requests.
+    """
+    lin, lout = sample.input_tokens, sample.output_tokens
+    can_schedule = hasattr(engine, "generate_requests")
+    if batching == "continuous" and not can_schedule:
+        raise ConfigError(f"engine {engine_name!r} has no continuous batching of mixed-length requests")
+    continuous = can_schedule if batching is None else batching == "continuous"
+    batches = [] if continuous else static_batches(lin, lout, batch_size)
+    measured: list[MeasuredBatch] = []
+    if continuous:
+        warm = Batch(min(batch_size, len(lin)), int(np.median(lin)), int(min(np.median(lout), 16)))
+        engine.prepare(warm)  # warms the engine up (vLLM: its first generate is slow)
+        with meter.window("validate") as whole:
+            t0_s = clock()
+            produced = engine.generate_requests(lin.tolist(), lout.tolist(), seed)  # type: ignore[attr-defined]
+            engine.synchronize()
+        logger.info("%d requests, %d output tokens in %.1f s", len(lin), produced, clock() - t0_s)
+    else:
+        engine.prepare(batches[0])
+        engine.generate()  # unmeasured warm-up at the first shape (the allocator, kernels, clocks)
+        engine.synchronize()
+        with meter.window("validate") as whole:
+            for k, batch in enumerate(batches):
+                engine.prepare(batch)
+                # Per-batch windows are a breakdown inside the measured whole; short ones are expected
+                # and their uncertainty is reported, so their short-window warning would only be noise.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", MeasurementWarning)
+                    with meter.window(f"batch-{k}") as part:
+                        engine.generate()
+                        engine.synchronize()
+                m = part.measurement
+                measured.append(
+                    MeasuredBatch(
+                        batch.batch_size,
+                        batch.input_tokens,
+                        batch.output_tokens,
+                        m.gpu_energy_j,
+                        m.gpu_uncertainty_j,
+                        m.duration_s,
+                    )
+                )
+                logger.info("batch %d/%d: %.0f J", k + 1, len(batches), m.gpu_energy_j)
+    total = whole.measurement
+    energy_j, uncertainty_j = total.gpu_energy_j, total.gpu_uncertainty_j
+    if measured:
+        # The batches' own windows: the GPU work of running them. Between them the host makes the next
+        # batch's inputs (milliseconds for HF; the simulated engine's prepare sleeps), which stays out.
+        energy_j = sum(b.energy_j for b in measured)
+        uncertainty_j = sum(b.uncertainty_j for b in measured)
+    return ValidationRun(
+        trace=sample.name,
+        model=model,
+        engine=engine_name,
+        mode=mode,
+        batch_size=batch_size,
+        batching="continuous" if continuous else "static",
+        input_tokens=[int(x) for x in lin],
+        output_tokens=[int(x) for x in lout],
+        energy_j=energy_j,
+        uncertainty_j=uncertainty_j,
+        duration_s=total.duration_s,
+        window_energy_j=total.gpu_energy_j,
+        idle_power_w=idle_power_w,
+        eligible_requests=len(lin) if eligible_requests is None else eligible_requests,
+        filters=dict(filters or {}),
+        seed=seed,
+        batches=measured,
+        env=dict(env or {}),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+@dataclass(frozen=True)
+class ModelError:
+    """One model's estimate of a validation run, against the measurement."""
+
+    method: str
+    estimate_j: float
+    uncertainty_j: float
+    measured_j: float
+
+    @property
+    def ratio(self) -> float:
+        """Estimate / measured."""
+        return self.estimate_j / self.measured_j if self.measured_j > 0 else float("nan")
+
+    @property
+    def rel_error(self) -> float:
+        """(estimate − measured) / measured."""
+        return self.ratio - 1.0
+
+    def to_dict(self) -> dict[str, float | str]:
+        """JSON-ready representation, with ratio and relative error."""
+        return {**asdict(self), "ratio": self.ratio, "rel_error": self.rel_error}
+
+
+def padded_estimate_j(profile: EnergyProfile, run: ValidationRun) -> tuple[float, float, float, float]:
+    """Binned and parametric estimates of a static run, batch by batch at each batch's padded shape.
+
+    Returns:
+        (binned J, its uncertainty J, parametric J, its uncertainty J).
+    """
+    binned = binned_unc = param = param_unc = 0.0
+    rel = max(profile.parametric.prefill_rms_rel_error, profile.parametric.decode_rms_rel_error)
+    for k, lo in enumerate(range(0, run.requests, run.batch_size)):
+        b = min(run.batch_size, run.requests - lo)
+        lin = max(run.input_tokens[lo : lo + b])
+        lout = max(run.output_tokens[lo : lo + b])
+        pre, dec, unc = request_energy_at(profile.grid, np.array([b]), np.array([lin]), np.array([lout]))
+        binned += b * float(pre[0] + dec[0])
+        binned_unc += b * float(unc[0])
+        p_pre, p_dec = profile.parametric.batch_energy_j(b, lin, lout)
+        param += float(p_pre + p_dec)
+        param_unc += rel * float(p_pre + p_dec) + b * float(unc[0])
+        del k
+    return binned, binned_unc, param, param_unc
+
+
+def compare(run: ValidationRun, profile: EnergyProfile) -> list[ModelError]:
+    """Estimates of the run's requests by each model, beside the measured energy.
+
+    Per-request models run every request at the run's batch size (the seed's binning); for static
+    runs, `binned-padded` and `parametric-padded` also estimate each padded batch at its shape.
+    `flops` is the ideal 2 × params × tokens (+ attention) at peak FLOP/s and board power;
+    `flops-50%` the common half-utilisation variant.
+    """
+    from llm_energy.estimate import estimate_trace
+
+    if profile.model != run.model:
+        logger.warning("profile is for %s but the run is %s", profile.model, run.model)
+    lin = np.asarray(run.input_tokens, float)
+    lout = np.asarray(run.output_tokens, float)
+    batch = min(run.batch_size, run.requests)
+    out: list[ModelError] = []
+    flops: tuple[float, float] | None = None
+    for method in ("binned", "p1", "parametric"):
+        est = estimate_trace(lin, lout, profile, method=method, batch_size=batch)
+        if est.dropped:
+            # p1 drops requests above its caps; scale its per-request mean to the whole sample.
+            scale = run.requests / max(est.requests, 1)
+            out.append(
+                ModelError(
+                    f"{method} (×{scale:.2f} for {est.dropped} dropped)",
+                    est.total_j * scale,
+                    est.uncertainty_j * scale,
+                    run.energy_j,
+                )
+            )
+        else:
+            out.append(ModelError(method, est.total_j, est.uncertainty_j, run.energy_j))
+        if method == "binned":
+            flops = (est.flops_j, est.flops_half_util_j)
+    if run.batching == "static":
+        b_j, b_u, p_j, p_u = padded_estimate_j(profile, run)
+        out.insert(1, ModelError("binned-padded", b_j, b_u, run.energy_j))
+        out.append(ModelError("parametric-padded", p_j, p_u, run.energy_j))
+    assert flops is not None
+    out.append(ModelError("flops", flops[0], 0.0, run.energy_j))
+    out.append(ModelError("flops-50%", flops[1], 0.0, run.energy_j))
+    return out

@@ -15,12 +15,19 @@ A serving energy figure depends on the load, so the load is set explicitly and r
 - **nothing is dropped**: every sent request comes back as a `RequestRecord`, failures included
   (see `request.stream_request`); requests not yet due at `max_duration_s` are not sent and not
   recorded (their number is logged);
-- an unreachable server raises `ConfigError` before the clock starts (`check_reachable`).
+- an unreachable server raises `ConfigError` before the clock starts (`check_reachable`);
+- with several URLs a client-side `Balancer` picks the replica of each request at send time
+  (`policy`), and each record names its replica;
+- with `watch` (e.g. a launched server's `exit_reason`), a server that dies ends the run: nothing
+  more is sent, every request not yet sent gets a failed record (`server-exit`) with the reason,
+  and failures seen after the death carry the reason too, so the partial run is kept whole.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import gc
 import logging
 import math
@@ -34,12 +41,14 @@ import numpy as np
 
 from llm_energy.errors import ConfigError
 from llm_energy.records import Request
+from llm_energy.serving.balancer import Balancer
 from llm_energy.serving.records import RequestRecord
 from llm_energy.serving.request import (
     TOKEN_ID_RANGE,
     ServerKind,
     check_reachable,
     completions_url,
+    prompt_text,
     prompt_token_ids,
     request_body,
     stream_request,
@@ -60,6 +69,19 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 _Send = Callable[[int, float], Awaitable[RequestRecord]]
+
+WATCH_PERIOD_S = 0.1
+"""How often `run_load` asks `watch` whether the server died."""
+
+
+class _Death:
+    """Whether (and when, and why) the watched server died during the run."""
+
+    def __init__(self, watched: bool) -> None:
+        self.watched = watched
+        self.event = asyncio.Event()
+        self.reason: str | None = None
+        self.at_s: float | None = None
 
 Mode = Literal["open", "closed"]
 """`open`: send at the scheduled times; `closed`: keep N users busy."""
@@ -180,7 +202,7 @@ def _check_run(
 
 
 async def run_load(
-    url: str,
+    url: str | Sequence[str],
     requests: Sequence[Request],
     *,
     mode: Mode = "open",
@@ -195,11 +217,16 @@ async def run_load(
     extra_body: Mapping[str, Any] | None = None,
     token_id_range: tuple[int, int] = TOKEN_ID_RANGE,
     check: bool = True,
+    policy: str = "round-robin",
+    prompt_words: Sequence[str] | None = None,
+    watch: Callable[[], str | None] | None = None,
+    balancer: Balancer | None = None,
 ) -> list[RequestRecord]:
     """Drive a server with `requests` and return one record per request sent, in index order.
 
     Args:
-        url: Server base URL (`http://host:port`, `.../v1` or `.../v1/completions`).
+        url: Server base URL (`http://host:port`, `.../v1` or `.../v1/completions`), or one URL
+            per replica.
         requests: What to send. Open loop: each request's `arrival_s` is its send offset in seconds
             from the start of the run; closed loop ignores it and sends in list order.
         mode: `open` (send at the scheduled times) or `closed` (keep `concurrency` users busy).
@@ -218,6 +245,11 @@ async def run_load(
         extra_body: Fields added to every request body.
         token_id_range: Prompt token ids are drawn from [low, high).
         check: Check that the server answers before starting (`check_reachable`).
+        policy: With several URLs: `round-robin` or `least-outstanding` (see `balancer`).
+        prompt_words: Make text prompts of these one-token words instead of token ids.
+        watch: Returns why the server died, or None while it runs; polled every
+            `WATCH_PERIOD_S` (see the module docstring).
+        balancer: A balancer to use (and inspect afterwards); None: a new one with `policy`.
 
     While the load runs, the objects alive at its start are frozen out of the garbage collector
     (`gc.freeze`, undone at the end): a full collection would stall the open loop's pacing.
@@ -229,22 +261,50 @@ async def run_load(
         ConfigError: On invalid arguments, or when nothing answers at `url` (before measuring).
     """
     _check_run(requests, mode, concurrency, timeout_s, max_duration_s)
-    endpoint = completions_url(url)
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls:
+        raise ConfigError("no server URL given")
+    endpoints = [completions_url(u) for u in urls]
+    lb = balancer or Balancer(len(urls), policy)
+    if len(lb.outstanding) != len(urls):
+        raise ConfigError(f"the balancer has {len(lb.outstanding)} replicas but {len(urls)} URLs were given")
+    words = tuple(prompt_words) if prompt_words is not None else None
+    death = _Death(watch is not None)
     own = client is None
     http = client or httpx.AsyncClient(
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=None), trust_env=False
     )
     try:
         if check:
-            await check_reachable(url, http, timeout_s=min(timeout_s, 10.0))
+            for u in urls:
+                await check_reachable(u, http, timeout_s=min(timeout_s, 10.0))
 
         async def send(index: int, scheduled_s: float) -> RequestRecord:
             req = requests[index]
-            prompt = prompt_token_ids(req.input_tokens, np.random.default_rng([seed, index]), token_id_range)
-            body = request_body(prompt, req.output_tokens, server_kind, model=model, extra_body=extra_body)
-            return await stream_request(
-                http, endpoint, body, index=index, scheduled_s=scheduled_s, clock=clock, timeout_s=timeout_s
+            if death.event.is_set():
+                return _unsent(req, index, scheduled_s, clock(), death.reason)
+            rng = np.random.default_rng([seed, index])
+            prompt: list[int] | str = (
+                prompt_text(req.input_tokens, rng, words)
+                if words is not None
+                else prompt_token_ids(req.input_tokens, rng, token_id_range)
             )
+            body = request_body(prompt, req.output_tokens, server_kind, model=model, extra_body=extra_body)
+            replica = lb.acquire()
+            try:
+                return await stream_request(
+                    http,
+                    endpoints[replica],
+                    body,
+                    index=index,
+                    scheduled_s=scheduled_s,
+                    clock=clock,
+                    timeout_s=timeout_s,
+                    input_tokens=req.input_tokens,
+                    replica=replica,
+                )
+            finally:
+                lb.release(replica)
 
         # A full collection mid-run stalls the loop (measured: 18 ms) and delays every send due
         # meanwhile; collect now and freeze what exists, as other serving benchmarks do.
@@ -252,11 +312,20 @@ async def run_load(
         gc.freeze()
         t0_s = clock()
         deadline_s = math.inf if max_duration_s is None else t0_s + max_duration_s
-        if mode == "open":
-            records = await _open_loop(requests, send, t0_s, deadline_s, clock, concurrency)
-        else:
-            assert concurrency is not None  # checked by _check_run
-            records = await _closed_loop(len(requests), send, deadline_s, clock, concurrency)
+        watcher = asyncio.create_task(_watch(watch, death, clock)) if watch is not None else None
+        try:
+            if mode == "open":
+                records = await _open_loop(requests, send, t0_s, deadline_s, clock, concurrency, death)
+            else:
+                assert concurrency is not None  # checked by _check_run
+                records = await _closed_loop(len(requests), send, deadline_s, clock, concurrency, death)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        if watch is not None and not death.event.is_set() and (reason := watch()) is not None:
+            death.reason, death.at_s = reason, clock()  # died after the last poll
+        if death.reason is not None:
+            records = _after_death(records, requests, t0_s, death, clock)
     finally:
         gc.unfreeze()
         if own:
@@ -268,6 +337,56 @@ async def run_load(
     return sorted(records, key=lambda r: r.index)
 
 
+async def _watch(watch: Callable[[], str | None], death: _Death, clock: Callable[[], float]) -> None:
+    """Poll `watch` until it reports a death; then record it and wake the dispatchers."""
+    while True:
+        reason = watch()
+        if reason is not None:
+            death.reason, death.at_s = reason, clock()
+            _log.warning("server died during the run: %s", reason)
+            death.event.set()
+            return
+        await asyncio.sleep(WATCH_PERIOD_S)
+
+
+def _unsent(req: Request, index: int, scheduled_s: float, now_s: float, reason: str | None) -> RequestRecord:
+    return RequestRecord(
+        index=index,
+        scheduled_s=scheduled_s,
+        sent_s=now_s,
+        first_token_s=None,
+        done_s=now_s,
+        token_times_s=(),
+        input_tokens=req.input_tokens,
+        output_tokens_requested=req.output_tokens,
+        output_tokens_received=0,
+        success=False,
+        error=f"not sent: {reason}",
+        failure="server-exit",
+    )
+
+
+def _after_death(
+    records: list[RequestRecord],
+    requests: Sequence[Request],
+    t0_s: float,
+    death: _Death,
+    clock: Callable[[], float],
+) -> list[RequestRecord]:
+    """Add a `server-exit` record for every request never sent; tag failures seen after the death."""
+    at_s = death.at_s if death.at_s is not None else clock()
+    out = []
+    for r in records:
+        if not r.success and r.failure != "server-exit" and r.done_s >= at_s - 2 * WATCH_PERIOD_S:
+            r = dataclasses.replace(r, error=f"{r.error} [{death.reason}]")
+        out.append(r)
+    seen = {r.index for r in records}
+    for index, req in enumerate(requests):
+        if index not in seen:
+            out.append(_unsent(req, index, t0_s + (req.arrival_s or 0.0), at_s, death.reason))
+    return out
+
+
 async def _open_loop(
     requests: Sequence[Request],
     send: _Send,
@@ -275,6 +394,7 @@ async def _open_loop(
     deadline_s: float,
     clock: Callable[[], float],
     concurrency: int | None,
+    death: _Death,
 ) -> list[RequestRecord]:
     """Send each request at t0 + arrival_s (one dispatcher sleeping until each due time)."""
     slots = asyncio.Semaphore(concurrency) if concurrency is not None else None
@@ -293,8 +413,14 @@ async def _open_loop(
             if due_s >= deadline_s:
                 break
             delay_s = due_s - clock()
-            if delay_s > 0:
+            if delay_s > 0 and not death.watched:
                 await asyncio.sleep(delay_s)
+            elif delay_s > 0 and not death.event.is_set():
+                # Sleep until due, or until the server dies (then stop sending at once).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(death.event.wait(), delay_s)
+            if death.event.is_set():
+                break
             tasks.append(asyncio.create_task(one(index, due_s)))
         return list(await asyncio.gather(*tasks))
     finally:
@@ -308,6 +434,7 @@ async def _closed_loop(
     deadline_s: float,
     clock: Callable[[], float],
     concurrency: int,
+    death: _Death,
 ) -> list[RequestRecord]:
     """Keep `concurrency` users busy: each takes the next request as soon as its last one is done."""
     pending = iter(range(count))
@@ -316,7 +443,7 @@ async def _closed_loop(
     async def user() -> None:
         for index in pending:  # one shared iterator: each request goes to exactly one user
             now_s = clock()
-            if now_s >= deadline_s:
+            if now_s >= deadline_s or death.event.is_set():
                 return
             records.append(await send(index, now_s))
 

@@ -17,7 +17,9 @@ from typing import Literal, get_args
 
 __all__ = ["FAILURES", "Failure", "LatencySummary", "RequestRecord"]
 
-Failure = Literal["timeout", "http", "truncated", "connection", "transport", "protocol", "stream-error"]
+Failure = Literal[
+    "timeout", "http", "truncated", "connection", "transport", "protocol", "stream-error", "server-exit"
+]
 """Why a request failed.
 
 - `timeout`: no complete answer within the request's `timeout_s` (connect, read or total).
@@ -28,6 +30,9 @@ Failure = Literal["timeout", "http", "truncated", "connection", "transport", "pr
 - `transport`: any other transport error of the HTTP client.
 - `protocol`: the server sent something that is not OpenAI-style SSE (bad JSON in a `data:` line).
 - `stream-error`: the server reported an error inside the stream (`data: {"error": ...}`).
+- `server-exit`: the launched server died during the run: the request was never sent (its
+  `sent_s` and `done_s` are the moment the death was seen); requests in flight then fail with their
+  own kind and the exit reason appended to `error`.
 """
 
 FAILURES: tuple[Failure, ...] = get_args(Failure)
@@ -62,6 +67,7 @@ class RequestRecord:
         input_tokens_reported: The server's own prompt token count (usage `prompt_tokens`), None
             when the server sent no usage; a mismatch with `input_tokens` means the prompt was not
             taken verbatim.
+        replica: Index of the replica (server) the request went to; 0 with a single server.
     """
 
     index: int
@@ -78,6 +84,7 @@ class RequestRecord:
     failure: Failure | None = None
     status_code: int | None = None
     input_tokens_reported: int | None = None
+    replica: int = 0
 
 
 @dataclass(frozen=True)

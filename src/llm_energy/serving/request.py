@@ -37,6 +37,7 @@ __all__ = [
     "ServerKind",
     "check_reachable",
     "completions_url",
+    "prompt_text",
     "prompt_token_ids",
     "request_body",
     "stream_request",
@@ -97,8 +98,27 @@ def prompt_token_ids(
     return [int(t) for t in rng.integers(low, high, size=input_tokens)]
 
 
+def prompt_text(
+    input_tokens: int, rng: np.random.Generator, words: tuple[str, ...] | list[str]
+) -> str:
+    """Return a text prompt of exactly `input_tokens` tokens: that many words that are one token each.
+
+    For servers that take only text prompts (transformers serve); the words come with the server's
+    tokenizer (`servers.transformers.write_checkpoint`), which guarantees one token per word.
+
+    Raises:
+        ConfigError: If input_tokens < 1 or there are no words.
+    """
+    if input_tokens < 1:
+        raise ConfigError(f"a prompt needs at least 1 token, got {input_tokens}")
+    if not words:
+        raise ConfigError("no prompt words to build a text prompt from")
+    picks = rng.integers(0, len(words), size=input_tokens)
+    return "".join(words[int(i)] for i in picks)
+
+
 def request_body(
-    prompt: list[int],
+    prompt: list[int] | str,
     output_tokens: int,
     server_kind: ServerKind,
     *,
@@ -217,17 +237,21 @@ async def stream_request(
     scheduled_s: float,
     clock: Clock,
     timeout_s: float,
+    input_tokens: int | None = None,
+    replica: int = 0,
 ) -> RequestRecord:
     """Send one streaming completion and return its record; never raises for a failed request.
 
     Args:
         client: The HTTP client (inject one with `httpx.MockTransport` in tests).
         url: The full completions endpoint (see `completions_url`).
-        body: The request body (see `request_body`); its `prompt` must be a list of token ids.
+        body: The request body (see `request_body`); a text prompt needs `input_tokens`.
         index: The request's position in the run.
         scheduled_s: Clock time at which the request was due.
         clock: Clock giving seconds; the record's times are its readings.
         timeout_s: Bound on the whole request, stream included, in seconds.
+        input_tokens: Prompt length in tokens; None: the length of a token-id prompt.
+        replica: Replica index recorded with the request.
 
     Returns:
         The record: `success` True only for a 2xx answer whose stream reached its end marker
@@ -276,7 +300,7 @@ async def stream_request(
         first_token_s=stream.token_times_s[0] if stream.token_times_s else None,
         done_s=done_s,
         token_times_s=tuple(stream.token_times_s),
-        input_tokens=len(body["prompt"]),
+        input_tokens=len(body["prompt"]) if input_tokens is None else input_tokens,
         output_tokens_requested=int(body["max_tokens"]),
         output_tokens_received=received,
         success=failure is None,
@@ -284,6 +308,7 @@ async def stream_request(
         failure=failure,
         status_code=status_code,
         input_tokens_reported=stream.prompt_tokens,
+        replica=replica,
     )
 
 

@@ -16,16 +16,27 @@ It speaks just enough of vLLM's `/v1/completions` streaming protocol:
   stops), `stream-error` (an error object inside the stream);
 - `rejected_fields` answers 422 to a body holding any of them (transformers serve rejects
   `ignore_eos` and `min_tokens`);
-- it counts requests in flight and remembers the largest count (`max_in_flight`).
+- it counts requests in flight and remembers the largest count (`max_in_flight`);
+- `busy=True` waits between tokens by spinning instead of sleeping, so the process sits at ~100% of
+  one core while it streams (a frontend-bound server, for the frontend-lag detector);
+- `GET /health` answers 200.
+
+`python -m llm_energy.serving.stub --port P [--token-delay-s ...] [--busy] [--spawn-child]` runs it
+as a process (the lifecycle tests start it through `ServerProcess`; `--spawn-child` leaves a
+sleeping grandchild in its process group, to prove that stopping reaches it).
 
 Standard library only (`http.server` in a thread); not for production use.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,6 +71,7 @@ class StubConfig:
     faults: Mapping[int, StubFault] = field(default_factory=dict)
     rejected_fields: tuple[str, ...] = ()
     hang_s: float = 30.0
+    busy: bool = False
 
 
 def _eos_suppressed(body: Mapping[str, Any]) -> bool:
@@ -95,8 +107,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
 
     def do_GET(self) -> None:
-        """Answer `/v1/models` (the reachability check)."""
-        if self.path.rstrip("/").endswith("/v1/models"):
+        """Answer `/v1/models` (the reachability check) and `/health`."""
+        if self.path.rstrip("/") == "/health":
+            self._json(200, {"status": "ok"})
+        elif self.path.rstrip("/").endswith("/v1/models"):
             self._json(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
         else:
             self._json(404, {"error": {"message": f"no route {self.path}"}})
@@ -135,11 +149,11 @@ class _Handler(BaseHTTPRequestHandler):
             chunks = math.ceil(n / config.tokens_per_chunk)
             if fault == "truncate":
                 chunks //= 2
-            stub.stopping.wait(config.first_token_delay_s)
+            stub.pause(config.first_token_delay_s)
             sent = 0
             for i in range(chunks):
                 if i:
-                    stub.stopping.wait(config.token_delay_s)
+                    stub.pause(config.token_delay_s)
                 k = min(config.tokens_per_chunk, n - sent)
                 sent += k
                 last = sent == n
@@ -213,6 +227,15 @@ class StubServer:
         with self._lock:
             return self._in_flight
 
+    def pause(self, delay_s: float) -> None:
+        """Wait `delay_s` between chunks: sleep, or spin the CPU when `config.busy` (ends on stop)."""
+        if not self.config.busy:
+            self.stopping.wait(delay_s)
+            return
+        end_s = time.perf_counter() + delay_s
+        while time.perf_counter() < end_s and not self.stopping.is_set():
+            pass
+
     def enter(self, body: dict[str, Any]) -> None:
         """Count a completion in (called by the handler)."""
         with self._lock:
@@ -247,3 +270,44 @@ class StubServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the stub as a process until SIGTERM/SIGINT (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m llm_energy.serving.stub")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--token-delay-s", type=float, default=0.002)
+    parser.add_argument("--first-token-delay-s", type=float, default=0.0)
+    parser.add_argument("--busy", action="store_true", help="spin between tokens (~100%% of one core)")
+    parser.add_argument("--no-done", action="store_true", help="no [DONE] line, like transformers serve")
+    parser.add_argument("--spawn-child", action="store_true", help="leave a sleeping grandchild")
+    parser.add_argument("--fail-after-s", type=float, default=None, help="exit with code 3 after this")
+    parser.add_argument("--exit-at-start", action="store_true", help="exit with code 4 before serving")
+    args = parser.parse_args(argv)
+    print(f"stub starting on port {args.port}", flush=True)
+    if args.exit_at_start:
+        print("stub: injected start-up failure", flush=True)
+        sys.exit(4)
+    if args.spawn_child:
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        print(f"stub child pid {child.pid}", flush=True)
+    config = StubConfig(
+        token_delay_s=args.token_delay_s,
+        first_token_delay_s=args.first_token_delay_s,
+        busy=args.busy,
+        send_done=not args.no_done,
+    )
+    with StubServer(config, port=args.port):
+        print("stub healthy", flush=True)
+        t0 = time.monotonic()
+        try:
+            while args.fail_after_s is None or time.monotonic() - t0 < args.fail_after_s:
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            return
+    print("stub: injected crash", flush=True)
+    sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()

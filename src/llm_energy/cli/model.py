@@ -38,7 +38,9 @@ def estimate(
         float | None,
         typer.Option(help="arrival rate (req/s): batch from Little's law instead of the largest"),
     ] = None,
-    carbon_intensity: Annotated[float | None, typer.Option(help="grid intensity, gCO2/kWh")] = None,
+    carbon_intensity: Annotated[
+        str | None, typer.Option(help="grid intensity: gCO2/kWh or a region (e.g. germany, world)")
+    ] = None,
     price: Annotated[float | None, typer.Option(help="electricity price per kWh")] = None,
     input_col: Annotated[str | None, typer.Option(help="input-length column of a generic trace")] = None,
     output_col: Annotated[str | None, typer.Option(help="output-length column of a generic trace")] = None,
@@ -47,11 +49,14 @@ def estimate(
     as_json: JsonOption = False,
 ) -> None:
     """Estimate a real trace's GPU energy from a fitted profile (no GPU needed), beside the FLOPs estimate."""
+    from llm_energy.carbon import check_price, parse_carbon_intensity
     from llm_energy.estimate import batch_for_rate, estimate_trace
     from llm_energy.modeling.profile import load_profile
     from llm_energy.workloads import load_trace
 
     def run() -> Any:
+        grid = parse_carbon_intensity(carbon_intensity)
+        check_price(price)
         prof = load_profile(profile)
         tr = load_trace(trace, input_col=input_col, output_col=output_col, time_col=time_col)
         summary = tr.summary()
@@ -67,9 +72,10 @@ def estimate(
             method=method,
             batch_size=batch,
             duration_s=summary.duration_s,
-            carbon_g_per_kwh=carbon_intensity,
+            carbon_g_per_kwh=grid.g_per_kwh if grid else None,
             price_per_kwh=price,
             profile_name=prof.describe(),
+            carbon_source=grid.label if grid else None,
         ), prof
 
     est, prof = _guard(run)
@@ -96,11 +102,11 @@ def estimate(
         day = 86400 / est.duration_s
         table.add_row("at the trace's rate", f"{est.total_kwh * day:.2f} kWh/day")
     if est.co2_g is not None:
-        table.add_row(
-            "CO2", f"{est.co2_g:,.1f} g ({est.co2_g / est.requests * 1000:,.2f} g per 1,000 requests)"
-        )
+        table.add_row("CO2", f"{est.co2_g:,.1f} g at {est.carbon_g_per_kwh:g} gCO2/kWh ({est.carbon_source})")
     if est.cost is not None:
-        table.add_row("cost", f"{est.cost:,.4f} ({est.cost / est.requests * 1000:,.4f} per 1,000 requests)")
+        table.add_row("cost", f"{est.cost:,.4f} at {est.price_per_kwh:g} per kWh")
+    if est.co2_g is not None or est.cost is not None:
+        table.add_row("footprint", "; ".join(est.footprint().lines()) + " (GPU energy only)")
     if est.dropped:
         table.add_row("dropped", f"{est.dropped:,} requests above the bins' caps (p1 rule)")
     if est.outside_calibration:
@@ -157,83 +163,155 @@ def fit(
 @app.command()
 def recommend(
     trace: Annotated[str, typer.Option(help="bundled trace or trace file")] = "azure-conv",
-    slo: Annotated[str, typer.Option(help="latency SLO, e.g. ttft=2s,tpot=100ms")] = "ttft=2s,tpot=100ms",
+    slo: Annotated[
+        str | None, typer.Option(help="latency SLO, e.g. ttft=2s,tpot=100ms (default that)")
+    ] = None,
+    slo_preset: Annotated[
+        str | None,
+        typer.Option(
+            help="SLO per input class: dynamollm (TTFT 250/400/2000 ms, TPOT 100 ms); implies --per-class"
+        ),
+    ] = None,
+    per_class: Annotated[
+        bool, typer.Option("--per-class", help="also plan a configuration per short/medium/long class")
+    ] = False,
     rate: Annotated[float | None, typer.Option(help="arrival rate, req/s (default: the trace's own)")] = None,
     profile: Annotated[
         list[str] | None, typer.Option(help="profile file or bundled name; repeatable")
     ] = None,
+    gpus: Annotated[int | None, typer.Option(help="GPUs available (replicas where the rate needs)")] = None,
+    gpu_clocks_mhz: Annotated[
+        str | None, typer.Option(help="SM clocks to model beside the maximum, e.g. 1600,1400 (DVFS)")
+    ] = None,
+    max_clock_mhz: Annotated[
+        float | None, typer.Option(help="maximum SM clock for the DVFS model (default: from the GPU name)")
+    ] = None,
+    carbon_intensity: Annotated[
+        str | None, typer.Option(help="grid intensity: gCO2/kWh or a region (e.g. germany, world)")
+    ] = None,
+    price: Annotated[float | None, typer.Option(help="electricity price per kWh")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Recommend the least-energy configuration meeting the SLO at the trace's rate (modelled)."""
-    from dataclasses import asdict
+    _recommend_command(
+        trace,
+        slo,
+        slo_preset,
+        per_class,
+        rate,
+        profile,
+        gpus,
+        gpu_clocks_mhz,
+        max_clock_mhz,
+        carbon_intensity,
+        price,
+        as_json,
+    )
 
+
+def _parse_clocks(spec: str | None) -> list[float] | None:
+    """Parse `--gpu-clocks-mhz` (comma-separated MHz)."""
+    if spec is None:
+        return None
+    try:
+        clocks = [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"bad --gpu-clocks-mhz {spec!r}: expected MHz numbers, e.g. 1600,1400") from None
+    if not clocks:
+        raise ConfigError(f"bad --gpu-clocks-mhz {spec!r}: no clock given")
+    return clocks
+
+
+def _recommend_command(
+    trace: str,
+    slo: str | None,
+    slo_preset: str | None,
+    per_class: bool,
+    rate: float | None,
+    profile: list[str] | None,
+    gpus: int | None,
+    gpu_clocks_mhz: str | None,
+    max_clock_mhz: float | None,
+    carbon_intensity: str | None,
+    price: float | None,
+    as_json: bool,
+) -> None:
+    from llm_energy.carbon import check_price, parse_carbon_intensity
     from llm_energy.modeling.profile import DEFAULT_PROFILE, load_profile
     from llm_energy.recommend import recommend as search
+    from llm_energy.recommend.classes import SLO_PRESETS, plan_per_class
+    from llm_energy.recommend.output import print_class_plan, print_recommendation, recommendation_dict
     from llm_energy.serving import parse_slo
     from llm_energy.workloads import load_trace
 
     def run() -> Any:
-        slo_s = parse_slo(slo)
+        if slo is not None and slo_preset is not None:
+            raise ConfigError("give --slo or --slo-preset, not both")
+        if slo_preset is not None and slo_preset not in SLO_PRESETS:
+            raise ConfigError(f"unknown SLO preset {slo_preset!r}; valid: {', '.join(SLO_PRESETS)}")
+        # With a preset the whole-trace search takes each metric's strictest class bound.
+        slo_s = (
+            {m: min(b) for m, b in SLO_PRESETS[slo_preset].items()}
+            if slo_preset
+            else parse_slo(slo or "ttft=2s,tpot=100ms")
+        )
+        clocks = _parse_clocks(gpu_clocks_mhz)
+        grid = parse_carbon_intensity(carbon_intensity)
+        check_price(price)
         names = profile or [DEFAULT_PROFILE]
         profiles = {n: load_profile(n) for n in names}
         tr = load_trace(trace)
         r = rate if rate is not None else tr.summary().rate_per_s
         if r is None:
             raise ConfigError(f"trace {trace} has no arrival times: pass --rate")
-        return search(profiles, tr.input_tokens, tr.output_tokens, rate_per_s=r, slo_s=slo_s)
-
-    rec = _guard(run)
-    if as_json:
-        payload = {
-            "choice": asdict(rec.choice) if rec.choice else None,
-            "baseline": asdict(rec.baseline),
-            "fastest": asdict(rec.fastest),
-            "saving": rec.saving,
-            "kwh_per_day_saved": rec.kwh_per_day_saved(),
-            "rate_per_s": rec.rate_per_s,
-            "pareto": [asdict(c) for c in rec.pareto()],
+        opts: dict[str, Any] = {
+            "rate_per_s": r,
+            "clocks_mhz": clocks,
+            "max_gpus": gpus,
+            "max_clock_mhz": max_clock_mhz,
         }
+        rec = search(profiles, tr.input_tokens, tr.output_tokens, slo_s=slo_s, **opts)
+        plan = None
+        if per_class or slo_preset:
+            plan = plan_per_class(
+                profiles,
+                tr.input_tokens,
+                tr.output_tokens,
+                slo_s=None if slo_preset else slo_s,
+                preset=slo_preset,
+                **opts,
+            )
+        return rec, plan, grid
+
+    rec, plan, grid = _guard(run)
+    slo_text = slo or "ttft=2s,tpot=100ms"
+    if slo_preset:
+        slo_text = f"preset {slo_preset} (whole trace: strictest bounds)"
+    if as_json:
+        payload = recommendation_dict(rec, grid, price)
+        if plan is not None:
+            payload["per_class"] = plan.to_dict()
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
-    table = Table(title=f"{trace} at {rec.rate_per_s:.2f} req/s, SLO {slo} (modelled from profiles)")
-    for col in (
-        "",
-        "profile",
-        "batch",
-        "J/request",
-        "TTFT ms",
-        "TPOT ms",
-        "req/s capacity",
-        "SLO",
-        "keeps up",
-    ):
-        table.add_column(col)
-    rows = [("choice", rec.choice), ("baseline (batch 1)", rec.baseline), ("fastest", rec.fastest)]
-    rows += [("pareto", c) for c in rec.pareto()]
-    for label, c in rows:
-        if c is None:
-            continue
-        table.add_row(
-            label,
-            c.profile,
-            str(c.batch_size),
-            f"{c.energy_per_request_j:.1f} ± {c.uncertainty_per_request_j:.1f}",
-            f"{c.ttft_s * 1e3:,.0f}",
-            f"{c.tpot_s * 1e3:,.1f}",
-            f"{c.throughput_per_s:,.1f}",
-            "yes" if c.meets_slo else "no",
-            "yes" if c.keeps_up else "no",
+    else:
+        print_recommendation(
+            console,
+            rec,
+            f"{trace} at {rec.rate_per_s:.2f} req/s, SLO {slo_text} (modelled from profiles)",
+            grid,
+            price,
         )
-    if not as_json:
-        console.print(table)
+        if plan is not None:
+            print_class_plan(console, plan)
+    failed = rec.choice is None or (plan is not None and not plan.complete)
     if rec.choice is None:
-        closest = min(rec.candidates, key=lambda c: c.tpot_s)
+        closest = rec.closest()
         err_console.print(
-            f"no configuration meets {slo} at this rate; closest: {closest.profile} batch "
-            f"{closest.batch_size} (TTFT {closest.ttft_s * 1e3:,.0f} ms, TPOT {closest.tpot_s * 1e3:.1f} ms)"
+            f"no configuration meets {slo_text} at this rate; closest: {closest.label()} "
+            f"(TTFT {closest.ttft_s * 1e3:,.0f} ms, TPOT {closest.tpot_s * 1e3:.1f} ms, "
+            f"{closest.throughput_per_s:,.2f} req/s capacity)"
         )
+    if plan is not None and not plan.complete:
+        missing = [c.name for c in plan.classes if c.recommendation.choice is None]
+        err_console.print(f"no configuration meets the SLO for class(es) {', '.join(missing)}")
+    if failed:
         raise typer.Exit(1)
-    if not as_json:
-        console.print(
-            f"saving vs batch 1: {rec.saving:.1%} of energy per request, "
-            f"{rec.kwh_per_day_saved():.2f} kWh/day at {rec.rate_per_s:.2f} req/s"
-        )

@@ -184,3 +184,66 @@ def predict_energy_vs_clock(
 ) -> list[DvfsPrediction]:
     """Return `dvfs_prediction` at each clock (a modelled energy-vs-clock curve, e.g. for a sweep axis)."""
     return [dvfs_prediction(prefill_share, c, max_clock_mhz, params=params) for c in clocks_mhz]
+
+
+MAX_SM_CLOCK_MHZ: dict[str, float] = {"H100": 1980.0, "H200": 1980.0, "A100": 1410.0}
+"""Maximum (boost) SM clock of datasheet GPUs, matched by name substring (H100/H200 SXM: 1980 MHz,
+A100 SXM: 1410 MHz)."""
+
+
+def max_sm_clock_mhz(gpu_name: str) -> float:
+    """Return the maximum SM clock of `gpu_name` from `MAX_SM_CLOCK_MHZ`.
+
+    Raises:
+        ConfigError: a GPU not in the table (give the maximum clock explicitly).
+    """
+    for key, clock_mhz in MAX_SM_CLOCK_MHZ.items():
+        if key.lower() in gpu_name.lower():
+            return clock_mhz
+    raise ConfigError(
+        f"no maximum SM clock known for GPU {gpu_name!r} (known: {', '.join(MAX_SM_CLOCK_MHZ)}); "
+        "give it explicitly (--max-clock-mhz)"
+    )
+
+
+@dataclass(frozen=True)
+class PhaseFactors:
+    """Modelled per-phase factors at a clock, relative to the maximum clock (labelled `modelled`).
+
+    Attributes:
+        clock_mhz: The SM clock.
+        prefill_energy: Prefill energy at this clock / at f_max.
+        prefill_time: Prefill duration at this clock / at f_max.
+        decode_energy: Decode energy at this clock / at f_max.
+        decode_time: Decode duration at this clock / at f_max.
+    """
+
+    clock_mhz: float
+    prefill_energy: float
+    prefill_time: float
+    decode_energy: float
+    decode_time: float
+    source: Literal["modelled"] = "modelled"
+
+
+def phase_factors(
+    clock_mhz: float, max_clock_mhz: float, *, params: DvfsParams = H100_DVFS_PARAMS
+) -> PhaseFactors:
+    """Return the DVFS model's energy and time factors of each phase at `clock_mhz`.
+
+    Applying them per phase (prefill energy × `prefill_energy`, TTFT × `prefill_time`, ...) gives the
+    same totals as `dvfs_prediction` with the workload's own prefill share, and the latencies too.
+
+    Raises:
+        ConfigError: a clock outside (0, max_clock_mhz].
+    """
+    if not 0.0 < clock_mhz <= max_clock_mhz:
+        raise ConfigError(f"clock_mhz={clock_mhz} must lie in (0, {max_clock_mhz}] MHz (the maximum clock)")
+    r = clock_mhz / max_clock_mhz
+    pre_power, pre_time = _phase_factors(
+        r, params.prefill_memory_frac, params.prefill_core_frac, params.prefill_clock_bound, params
+    )
+    dec_power, dec_time = _phase_factors(
+        r, params.decode_memory_frac, params.decode_core_frac, params.decode_clock_bound, params
+    )
+    return PhaseFactors(clock_mhz, pre_power * pre_time, pre_time, dec_power * dec_time, dec_time)

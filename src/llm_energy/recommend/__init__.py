@@ -1,71 +1,108 @@
 """Recommend the least-energy configuration that meets a latency SLO at a trace's arrival rate.
 
-Candidates are every (profile, batch size) pair: each profile is one measured configuration (engine,
-mode, GPU), and its calibration grid says, at the trace's mean lengths, how long a batch of B takes to
-prefill (the TTFT a request sees when its batch starts) and how long a decode step takes (its TPOT).
-A candidate is feasible when it meets every SLO bound and its throughput B / T(B) keeps up with the
-trace's rate (T(B) = time a request spends in the batch). Among feasible candidates the one with the
-least estimated energy per request wins; the baseline is the naive batch-1 run and the fastest
-candidate is shown beside it, with the energy–latency Pareto frontier. Queueing delay is not modelled:
-latencies are those of a full batch. Every figure is an estimate from the profiles (`modelled`), to be
-checked by measuring (the recommendation's validation on the GPU is a separate step).
+The search (`search.py`) evaluates every profile × batch size × GPU clock (DVFS, `modelled`) ×
+replicas on the trace; the least energy per request among feasible candidates wins. It is shown
+against the naive baseline — HF eager at its own largest feasible batch (the seed study's) and at
+batch 1, when an HF-eager profile is given; otherwise the first profile at batch 1 and at its largest
+feasible batch, which the output names — and the fastest candidate, with the energy–latency Pareto
+frontier and the saving (with its bound) in % and kWh/day. `classes.py` plans per workload class.
+Every figure is an estimate from the profiles, to be checked by measuring: `validation_configs`
+returns the two configurations a validator runs on the GPU.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from llm_energy.errors import ConfigError
-from llm_energy.estimate import estimate_trace
 from llm_energy.modeling.profile import EnergyProfile
+from llm_energy.recommend.search import (
+    Candidate,
+    Evaluator,
+    check_slo,
+    configurations,
+    is_hf_eager,
+)
+from llm_energy.units import J_PER_KWH
+
+S_PER_DAY = 86400.0
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """One configuration evaluated on the trace."""
+class Baseline:
+    """A reference configuration and why it is the reference."""
 
-    profile: str
-    batch_size: int
-    energy_per_request_j: float
-    uncertainty_per_request_j: float
-    ttft_s: float
-    tpot_s: float
-    throughput_per_s: float
-    meets_slo: bool
-    keeps_up: bool
+    label: str
+    candidate: Candidate
 
-    @property
-    def feasible(self) -> bool:
-        """Meets the SLO and keeps up with the arrival rate."""
-        return self.meets_slo and self.keeps_up
+
+def saving_bounds(
+    new_j: float, new_unc_j: float, old_j: float, old_unc_j: float
+) -> tuple[float, float, float]:
+    """Return (saving, low, high): 1 − new/old with both energies at the ends of their bounds."""
+    saving = 1 - new_j / old_j
+    low = 1 - (new_j + new_unc_j) / max(old_j - old_unc_j, 1e-12)
+    high = 1 - max(new_j - new_unc_j, 0.0) / (old_j + old_unc_j)
+    return saving, low, high
 
 
 @dataclass(frozen=True)
 class Recommendation:
-    """The chosen candidate, the baseline, the fastest, and all candidates."""
+    """The chosen candidate, the baselines, the fastest, and all candidates."""
 
     choice: Candidate | None
-    baseline: Candidate
+    baselines: list[Baseline]
     fastest: Candidate
     candidates: list[Candidate] = field(default_factory=list)
     rate_per_s: float = 0.0
+    slo_s: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def baseline(self) -> Candidate:
+        """The primary baseline (the savings are against it)."""
+        return self.baselines[0].candidate
 
     @property
     def saving(self) -> float | None:
-        """Fractional energy saving of the choice over the batch-1 baseline."""
+        """Fractional energy saving of the choice over the primary baseline."""
         if self.choice is None:
             return None
         return 1 - self.choice.energy_per_request_j / self.baseline.energy_per_request_j
 
-    def kwh_per_day_saved(self) -> float | None:
-        """KWh per day saved at the trace's rate."""
+    def saving_range(self, baseline: Candidate | None = None) -> tuple[float, float] | None:
+        """Low and high saving over `baseline` (default: the primary) with both estimates' bounds."""
         if self.choice is None:
             return None
-        delta_j = self.baseline.energy_per_request_j - self.choice.energy_per_request_j
-        return delta_j * self.rate_per_s * 86400 / 3.6e6
+        b = baseline or self.baseline
+        c = self.choice
+        _, low, high = saving_bounds(
+            c.energy_per_request_j,
+            c.uncertainty_per_request_j,
+            b.energy_per_request_j,
+            b.uncertainty_per_request_j,
+        )
+        return low, high
+
+    def kwh_per_day_saved(self, baseline: Candidate | None = None) -> float | None:
+        """KWh per day saved at the trace's rate over `baseline` (default: the primary)."""
+        if self.choice is None:
+            return None
+        b = baseline or self.baseline
+        delta_j = b.energy_per_request_j - self.choice.energy_per_request_j
+        return delta_j * self.rate_per_s * S_PER_DAY / J_PER_KWH
+
+    def kwh_per_day_saved_unc(self, baseline: Candidate | None = None) -> float | None:
+        """Bound of `kwh_per_day_saved` (both estimates' bounds added)."""
+        if self.choice is None:
+            return None
+        b = baseline or self.baseline
+        unc_j = b.uncertainty_per_request_j + self.choice.uncertainty_per_request_j
+        return unc_j * self.rate_per_s * S_PER_DAY / J_PER_KWH
 
     def pareto(self) -> list[Candidate]:
         """Candidates not beaten on both energy per request and TPOT."""
@@ -76,38 +113,77 @@ class Recommendation:
                 frontier.append(c)
         return frontier
 
+    def closest(self) -> Candidate:
+        """The candidate nearest to feasible: least worst ratio of latency to bound (or rate to capacity)."""
+        fitting = [c for c in self.candidates if c.fits_memory] or self.candidates
+        return min(fitting, key=lambda c: (c.slo_ratio(self.slo_s, self.rate_per_s), c.energy_per_request_j))
 
-def evaluate(
-    profile: EnergyProfile,
-    name: str,
-    batch: int,
-    input_tokens: np.ndarray,
-    output_tokens: np.ndarray,
+
+def _baselines(
+    ev: Evaluator,
+    mask: np.ndarray,
     rate_per_s: float,
     slo_s: Mapping[str, float],
-) -> Candidate:
-    """Estimate one (profile, batch) candidate on the trace."""
-    est = estimate_trace(input_tokens, output_tokens, profile, batch_size=batch)
-    lin, lout = float(np.mean(input_tokens)), float(np.mean(output_tokens))
-    ttft_s = float(profile.grid.prefill_batch_s(batch, lin))
-    tpot_s = float(profile.grid.decode_step_s(batch, lin, max(lout, 2)))
-    per_request_s = ttft_s + max(lout - 1, 0) * tpot_s
-    throughput = batch / per_request_s if per_request_s > 0 else float("inf")
-    meets = all(
-        {"ttft": ttft_s, "tpot": tpot_s, "e2e": per_request_s}[metric] <= bound
-        for metric, bound in slo_s.items()
-    )
-    n = max(est.requests, 1)
-    return Candidate(
-        name,
-        batch,
-        est.total_j / n,
-        est.uncertainty_j / n,
-        ttft_s,
-        tpot_s,
-        throughput,
-        meets,
-        throughput >= rate_per_s,
+    max_gpus: int | None,
+) -> list[Baseline]:
+    hf = [n for n, p in ev.profiles.items() if is_hf_eager(p)]
+    name = hf[0] if hf else next(iter(ev.profiles))
+    largest = ev.candidate(name, None, None, mask, rate_per_s, slo_s, max_gpus)
+    single = ev.candidate(name, 1, None, mask, rate_per_s, slo_s, max_gpus)
+    assert largest is not None and single is not None  # the mask keeps at least one request
+    if hf:
+        return [
+            Baseline(
+                f"naive: HF eager ({name}) at its largest feasible batch (the seed's baseline)", largest
+            ),
+            Baseline(f"naive: HF eager ({name}) at batch 1", single),
+        ]
+    return [
+        Baseline(f"{name} at batch 1 (no HF-eager profile given: not the seed's naive baseline)", single),
+        Baseline(f"{name} at its largest feasible batch", largest),
+    ]
+
+
+def search(
+    ev: Evaluator,
+    mask: np.ndarray,
+    *,
+    rate_per_s: float,
+    slo_s: Mapping[str, float],
+    batch_sizes: Sequence[int] | None = None,
+    clocks_mhz: Sequence[float] | None = None,
+    max_gpus: int | None = None,
+) -> Recommendation:
+    """Search the configurations on the requests in `mask` (the whole trace or one class)."""
+    candidates = [
+        c
+        for name, b, clock in configurations(ev, batch_sizes, clocks_mhz, max_gpus)
+        if (c := ev.candidate(name, b, clock, mask, rate_per_s, slo_s, max_gpus)) is not None
+    ]
+    if not candidates:
+        raise ConfigError("no request of the trace falls in the calibrated bins")
+    feasible = [c for c in candidates if c.feasible]
+    choice = min(feasible, key=lambda c: c.energy_per_request_j) if feasible else None
+    fastest = min(candidates, key=lambda c: (c.tpot_s, c.energy_per_request_j))
+    notes = [
+        "modelled from the profiles' calibration grids at the requests' mean lengths; latencies are "
+        "those of a full batch (queueing and idle power between batches not modelled)"
+    ]
+    if clocks_mhz:
+        from llm_energy.control.dvfs import H100_DVFS_PARAMS
+
+        notes.append(
+            "GPU clocks below the maximum: DVFS model (modelled): "
+            + "; ".join(H100_DVFS_PARAMS.assumptions())
+        )
+    return Recommendation(
+        choice,
+        _baselines(ev, mask, rate_per_s, slo_s, max_gpus),
+        fastest,
+        candidates,
+        rate_per_s,
+        dict(slo_s),
+        notes,
     )
 
 
@@ -119,29 +195,101 @@ def recommend(
     rate_per_s: float,
     slo_s: Mapping[str, float],
     batch_sizes: Sequence[int] | None = None,
+    clocks_mhz: Sequence[float] | None = None,
+    max_gpus: int | None = None,
+    max_clock_mhz: float | None = None,
 ) -> Recommendation:
-    """Search every profile × batch size for the least energy per request meeting the SLO at the rate.
+    """Search every profile × batch × clock × replicas for the least energy per request meeting the SLO.
+
+    Args:
+        profiles: Name → profile; each a measured configuration.
+        input_tokens: Input lengths of the trace's requests.
+        output_tokens: Output lengths.
+        rate_per_s: Arrival rate to keep up with.
+        slo_s: Metric (ttft, tpot, e2e) → bound in seconds.
+        batch_sizes: Batch sizes to try (default: each profile's calibrated ones).
+        clocks_mhz: SM clocks to model besides the maximum (DVFS model, `modelled`).
+        max_gpus: GPUs available for replicas (default: one replica).
+        max_clock_mhz: Maximum SM clock (default: from the profile's GPU name).
 
     Raises:
-        ConfigError: no profile, a rate ≤ 0, or an SLO metric other than ttft / tpot / e2e.
+        ConfigError: no profile, a rate ≤ 0, a bad SLO, a clock outside the GPU's range, `max_gpus` < 1.
+    """
+    ev = make_evaluator(profiles, input_tokens, output_tokens, rate_per_s, slo_s, max_gpus, max_clock_mhz)
+    return search(
+        ev,
+        np.ones(ev.lin.size, bool),
+        rate_per_s=rate_per_s,
+        slo_s=slo_s,
+        batch_sizes=batch_sizes,
+        clocks_mhz=clocks_mhz,
+        max_gpus=max_gpus,
+    )
+
+
+def make_evaluator(
+    profiles: Mapping[str, EnergyProfile],
+    input_tokens: np.ndarray,
+    output_tokens: np.ndarray,
+    rate_per_s: float,
+    slo_s: Mapping[str, float],
+    max_gpus: int | None,
+    max_clock_mhz: float | None,
+) -> Evaluator:
+    """Check the search's inputs and build the evaluator.
+
+    Raises:
+        ConfigError: no profile, a rate ≤ 0, `max_gpus` < 1, a maximum clock ≤ 0, a bad SLO.
     """
     if not profiles:
         raise ConfigError("recommend needs at least one profile")
     if not rate_per_s > 0:
         raise ConfigError(f"arrival rate must be > 0 requests/s, got {rate_per_s}")
-    unknown = set(slo_s) - {"ttft", "tpot", "e2e"}
-    if unknown:
-        raise ConfigError(f"unknown SLO metric(s) {sorted(unknown)}; valid: ttft, tpot, e2e")
-    candidates = []
-    for name, prof in profiles.items():
-        sizes = batch_sizes or [int(b) for b in prof.grid.batches]
-        candidates += [evaluate(prof, name, b, input_tokens, output_tokens, rate_per_s, slo_s) for b in sizes]
-    feasible = [c for c in candidates if c.feasible]
-    choice = min(feasible, key=lambda c: c.energy_per_request_j) if feasible else None
-    ones = [c for c in candidates if c.batch_size == 1] or candidates
-    baseline = max(ones, key=lambda c: c.energy_per_request_j)
-    fastest = min(candidates, key=lambda c: c.tpot_s)
-    return Recommendation(choice, baseline, fastest, candidates, rate_per_s)
+    if max_gpus is not None and max_gpus < 1:
+        raise ConfigError(f"--gpus must be ≥ 1, got {max_gpus}")
+    if max_clock_mhz is not None and not max_clock_mhz > 0:
+        raise ConfigError(f"maximum clock must be > 0 MHz, got {max_clock_mhz}")
+    check_slo(slo_s)
+    return Evaluator(profiles, input_tokens, output_tokens, max_clock_mhz=max_clock_mhz)
 
 
-__all__ = ["Candidate", "Recommendation", "evaluate", "recommend"]
+class RunConfig(NamedTuple):
+    """A configuration a validator runs on the GPU: (engine, mode, batch_size, profile name).
+
+    `gpu_clock_mhz` is set when the choice relies on a modelled clock (None: default clocks).
+    """
+
+    engine: str
+    mode: str | None
+    batch_size: int
+    profile: str
+    gpu_clock_mhz: float | None = None
+
+
+def validation_configs(rec: Recommendation) -> tuple[RunConfig, RunConfig]:
+    """Return (chosen, baseline) as configurations to run on the same trace sample.
+
+    Raises:
+        ConfigError: the recommendation has no choice (no configuration met the SLO).
+    """
+    if rec.choice is None:
+        raise ConfigError("nothing to validate: no configuration meets the SLO")
+
+    def run(c: Candidate) -> RunConfig:
+        return RunConfig(c.engine, c.mode, c.batch_size, c.profile, c.clock_mhz)
+
+    return run(rec.choice), run(rec.baseline)
+
+
+__all__ = [
+    "Baseline",
+    "Candidate",
+    "Evaluator",
+    "Recommendation",
+    "RunConfig",
+    "make_evaluator",
+    "recommend",
+    "saving_bounds",
+    "search",
+    "validation_configs",
+]

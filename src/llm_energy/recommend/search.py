@@ -1,0 +1,253 @@
+"""Candidates and the search: every profile × batch size × (modelled) GPU clock × replicas.
+
+Each profile is one measured configuration (engine, mode, GPU, TP size as its GPU count); its
+calibration grid says, at a request group's mean lengths, how long a batch of B takes to prefill (the
+TTFT a request sees when its batch starts) and how long a decode step takes (its TPOT). A candidate is
+feasible when it meets every SLO bound, its batch fits (≤ the largest batch that ran at the group's
+mean shape) and B / T(B) per replica × replicas keeps up with the rate, with replicas limited by
+`--gpus`. Energy per request comes from the binned model on the requests themselves (no FLOPs
+baseline: that is `estimate`'s). A GPU clock below the maximum applies the DVFS model's per-phase
+factors (`llm_energy.control.dvfs`, labelled `modelled`). Queueing delay and idle power between
+batches are not modelled: latencies are those of a full batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from llm_energy.control.dvfs import PhaseFactors, max_sm_clock_mhz, phase_factors
+from llm_energy.errors import ConfigError
+from llm_energy.estimate import FIXED_BINS
+from llm_energy.modeling.binned import BinnedModel, RequestEnergy
+from llm_energy.modeling.profile import EnergyProfile
+
+SLO_METRICS = ("ttft", "tpot", "e2e")
+_NO_CLOCK = PhaseFactors(0.0, 1.0, 1.0, 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One configuration evaluated on a group of requests (the trace, or one workload class).
+
+    Attributes:
+        profile: Profile name (bundled name or file) the configuration comes from.
+        engine: Engine of the profile.
+        mode: Mode of the profile.
+        batch_size: Batch size (for `largest_feasible`, the one at the group's mean shape).
+        energy_per_request_j: Mean estimated GPU energy per request.
+        uncertainty_per_request_j: Its bound (the grid's relative bounds, summed; worst case).
+        ttft_s: Prefill time of a full batch at the mean input length.
+        tpot_s: Decode step time at the mean lengths.
+        e2e_s: Time a request spends in its batch (prefill + (mean output − 1) decode steps).
+        throughput_per_s: Requests/s all replicas complete.
+        meets_slo: Every SLO bound met.
+        keeps_up: Throughput ≥ the arrival rate.
+        fits_memory: Batch ≤ the largest that ran at the group's mean shape.
+        replicas: Copies of the configuration serving the rate.
+        gpus: GPUs used (replicas × the profile's GPU count).
+        clock_mhz: SM clock (None: the default, maximum clock, as measured).
+        largest_feasible: Batch = the largest feasible per request shape (the seed's baseline rule).
+        source: `profile` (measured grid) or `modelled (DVFS)` when a clock is applied.
+    """
+
+    profile: str
+    engine: str
+    mode: str | None
+    batch_size: int
+    energy_per_request_j: float
+    uncertainty_per_request_j: float
+    ttft_s: float
+    tpot_s: float
+    e2e_s: float
+    throughput_per_s: float
+    meets_slo: bool
+    keeps_up: bool
+    fits_memory: bool = True
+    replicas: int = 1
+    gpus: int = 1
+    clock_mhz: float | None = None
+    largest_feasible: bool = False
+    source: str = "profile"
+
+    @property
+    def feasible(self) -> bool:
+        """Meets the SLO, fits and keeps up with the arrival rate."""
+        return self.meets_slo and self.keeps_up and self.fits_memory
+
+    @property
+    def key(self) -> tuple[str, int | None, float | None]:
+        """The configuration without the workload: (profile, batch or None, clock)."""
+        return (self.profile, None if self.largest_feasible else self.batch_size, self.clock_mhz)
+
+    def label(self) -> str:
+        """Short description: profile, batch, clock, replicas."""
+        batch = f"largest feasible ({self.batch_size})" if self.largest_feasible else str(self.batch_size)
+        clock = f" @ {self.clock_mhz:.0f} MHz (modelled)" if self.clock_mhz else ""
+        reps = f" × {self.replicas} replicas" if self.replicas > 1 else ""
+        return f"{self.profile} batch {batch}{clock}{reps}"
+
+    def slo_ratio(self, slo_s: Mapping[str, float], rate_per_s: float) -> float:
+        """Worst of latency / bound and rate / throughput (≤ 1: feasible on those counts)."""
+        ratios = [latency(self, m) / b for m, b in slo_s.items()]
+        ratios.append(rate_per_s / self.throughput_per_s if self.throughput_per_s > 0 else math.inf)
+        return max(ratios)
+
+
+def latency(c: Candidate, metric: str) -> float:
+    """The candidate's latency for an SLO metric (ttft, tpot, e2e), seconds."""
+    return {"ttft": c.ttft_s, "tpot": c.tpot_s, "e2e": c.e2e_s}[metric]
+
+
+def check_slo(slo_s: Mapping[str, float]) -> None:
+    """Raise ConfigError for an SLO metric other than ttft / tpot / e2e or a bound ≤ 0."""
+    unknown = set(slo_s) - set(SLO_METRICS)
+    if unknown:
+        raise ConfigError(f"unknown SLO metric(s) {sorted(unknown)}; valid: {', '.join(SLO_METRICS)}")
+    for metric, bound in slo_s.items():
+        if not bound > 0:
+            raise ConfigError(f"SLO bound {metric}={bound} must be > 0 seconds")
+
+
+def is_hf_eager(profile: EnergyProfile) -> bool:
+    """Whether a profile is the naive baseline: HF transformers in eager mode."""
+    return profile.engine == "hf" and profile.mode == "eager"
+
+
+class Evaluator:
+    """Evaluates configurations on subsets of one trace; per-request energies are computed once.
+
+    Args:
+        profiles: Name → profile.
+        input_tokens: Input lengths of the trace.
+        output_tokens: Output lengths of the trace.
+        max_clock_mhz: Maximum SM clock for the DVFS model (default: from each profile's GPU name).
+    """
+
+    def __init__(
+        self,
+        profiles: Mapping[str, EnergyProfile],
+        input_tokens: np.ndarray,
+        output_tokens: np.ndarray,
+        *,
+        max_clock_mhz: float | None = None,
+    ) -> None:
+        self.profiles = dict(profiles)
+        self.lin = np.asarray(input_tokens, float)
+        self.lout = np.asarray(output_tokens, float)
+        if self.lin.size == 0:
+            raise ConfigError("the trace is empty")
+        self.max_clock_mhz = max_clock_mhz
+        self._requests: dict[tuple[str, int | None], RequestEnergy] = {}
+        self._models = {
+            n: BinnedModel(p.grid, p.feasible, method="log", bins=FIXED_BINS) for n, p in profiles.items()
+        }
+
+    def _energy(self, name: str, batch: int | None) -> RequestEnergy:
+        if (name, batch) not in self._requests:
+            self._requests[name, batch] = self._models[name].estimate(self.lin, self.lout, batch)
+        return self._requests[name, batch]
+
+    def max_clock(self, name: str) -> float:
+        """The maximum SM clock the DVFS model scales from, for a profile."""
+        return self.max_clock_mhz or max_sm_clock_mhz(self.profiles[name].gpu_name)
+
+    def candidate(
+        self,
+        name: str,
+        batch: int | None,
+        clock_mhz: float | None,
+        mask: np.ndarray,
+        rate_per_s: float,
+        slo_s: Mapping[str, float],
+        max_gpus: int | None,
+    ) -> Candidate | None:
+        """Evaluate a configuration on the requests in `mask` at `rate_per_s` (None: no request kept)."""
+        prof = self.profiles[name]
+        est = self._energy(name, batch)
+        kept = est.kept & mask
+        n = int(kept.sum())
+        if n == 0:
+            return None
+        f = phase_factors(clock_mhz, self.max_clock(name)) if clock_mhz else _NO_CLOCK
+        pre, dec = float(est.prefill_j[kept].sum()), float(est.decode_j[kept].sum())
+        energy = pre * f.prefill_energy + dec * f.decode_energy
+        unc = float(est.uncertainty_j[kept].sum()) * (energy / (pre + dec) if pre + dec > 0 else 1.0)
+        lin_m, lout_m = float(self.lin[mask].mean()), float(self.lout[mask].mean())
+        cap = int(self._models[name].max_batch(np.array([lin_m]), np.array([lout_m]))[0])
+        b = cap if batch is None else batch
+        ttft = float(prof.grid.prefill_batch_s(b, lin_m)) * f.prefill_time
+        tpot = float(prof.grid.decode_step_s(b, lin_m, max(lout_m, 2))) * f.decode_time
+        per_request_s = ttft + max(lout_m - 1, 0) * tpot
+        per_replica = b / per_request_s if per_request_s > 0 else math.inf
+        most = max(max_gpus // prof.gpu_count, 1) if max_gpus else 1
+        replicas = min(max(math.ceil(rate_per_s / per_replica), 1), most)
+        values = {"ttft": ttft, "tpot": tpot, "e2e": per_request_s}
+        return Candidate(
+            profile=name,
+            engine=prof.engine,
+            mode=prof.mode,
+            batch_size=b,
+            energy_per_request_j=energy / n,
+            uncertainty_per_request_j=unc / n,
+            ttft_s=ttft,
+            tpot_s=tpot,
+            e2e_s=per_request_s,
+            throughput_per_s=per_replica * replicas,
+            meets_slo=all(values[m] <= bound for m, bound in slo_s.items()),
+            keeps_up=per_replica * replicas >= rate_per_s,
+            fits_memory=b <= cap,
+            replicas=replicas,
+            gpus=replicas * prof.gpu_count,
+            clock_mhz=clock_mhz,
+            largest_feasible=batch is None,
+            source="modelled (DVFS)" if clock_mhz else "profile",
+        )
+
+
+def configurations(
+    ev: Evaluator,
+    batch_sizes: Sequence[int] | None,
+    clocks_mhz: Sequence[float] | None,
+    max_gpus: int | None,
+) -> Iterator[tuple[str, int, float | None]]:
+    """Yield every (profile, batch, clock) to search; clocks at the maximum count as the default.
+
+    Raises:
+        ConfigError: a clock outside (0, the GPU's maximum], a batch < 1, or `--gpus` below every
+            profile's GPU count.
+    """
+    if batch_sizes is not None and any(b < 1 for b in batch_sizes):
+        raise ConfigError(f"batch sizes must be ≥ 1, got {list(batch_sizes)}")
+    usable = [n for n, p in ev.profiles.items() if max_gpus is None or p.gpu_count <= max_gpus]
+    if not usable:
+        raise ConfigError(f"--gpus {max_gpus} is fewer than every profile's GPU count")
+    for name in usable:
+        clocks: list[float | None] = [None]
+        for clock in clocks_mhz or ():
+            top = ev.max_clock(name)
+            if not 0 < clock <= top:
+                raise ConfigError(
+                    f"GPU clock {clock:g} MHz is outside the supported range (0, {top:g}] MHz of "
+                    f"{ev.profiles[name].gpu_name} ({name})"
+                )
+            if clock < top:
+                clocks.append(float(clock))
+        sizes = batch_sizes or [int(b) for b in ev.profiles[name].grid.batches]
+        for b in sizes:
+            for c in dict.fromkeys(clocks):
+                yield name, int(b), c
+
+
+__all__ = [
+    "SLO_METRICS",
+    "Candidate",
+    "Evaluator",
+    "check_slo",
+    "configurations",
+    "is_hf_eager",
+    "latency",
+]

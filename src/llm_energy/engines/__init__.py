@@ -15,6 +15,7 @@ from llm_energy.errors import ConfigError
 ENGINES: dict[str, str] = {
     "hf": "llm_energy.engines.hf:HFEngine",
     "hf-paged": "llm_energy.engines.hf_paged:HFPagedEngine",
+    "hf-spec": "llm_energy.engines.hf_speculative:HFSpeculativeEngine",
     "simulated": "llm_energy.engines.simulated:SimulatedEngine",
     "vllm": "llm_energy.engines.vllm:VllmEngine",  # extra: pip install llm-energy[vllm]
 }
@@ -23,6 +24,7 @@ ENGINES: dict[str, str] = {
 ENGINE_MODES: dict[str, tuple[str, ...]] = {
     "hf": ("eager", "compiled", "cudagraphs"),
     "hf-paged": ("paged",),
+    "hf-spec": ("eager",),
     "simulated": ("default",),
     "vllm": ("cudagraphs", "eager"),
 }

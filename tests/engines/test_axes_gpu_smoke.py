@@ -1,0 +1,58 @@
+"""The axes GPU script's smoke run: every part on the CPU with tiny shapes and a simulated meter."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "axes_gpu.py"
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("axes_gpu", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_runs_every_part_and_writes_json(tmp_path: Path) -> None:
+    summary = _script().main([str(tmp_path), "--smoke"])
+    on_disk = json.loads((tmp_path / "axes.json").read_text())
+    assert (tmp_path / "axes.log").stat().st_size > 0
+    assert on_disk["skipped"] == summary["skipped"] == []
+
+    decoding = {(r["series"], r["batch"]): r for r in on_disk["decoding"]}
+    assert set(decoding) == {(s, b) for s in ("greedy", "sample", "top-p", "beam2") for b in (1, 2)}
+    assert all(r["status"] == "ok" and r["j_per_output_token"] > 0 for r in decoding.values())
+    beam = decoding[("beam2", 2)]
+    assert beam["decode_tokens_computed"] == 2 * beam["decode_tokens_returned"] == 2 * 2 * 5
+
+    spec = on_disk["speculative"]
+    ratios = {(r["series"], r["batch"]): r for r in spec["ratios"]}
+    assert set(ratios) == {(s, b) for s in ("spec-agree", "spec-random") for b in (1, 2)}
+    assert all(ratios[("spec-agree", b)]["acceptance_rate"] == 1.0 for b in (1, 2))
+    assert all(ratios[("spec-random", b)]["acceptance_rate"] < 0.5 for b in (1, 2))
+    assert [c["status"] for c in spec["components"]] == ["ok", "ok"]
+    per_alpha = spec["model"]["per_alpha"]
+    assert [e["alpha"] for e in per_alpha] == [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert per_alpha[0]["tokens_per_round"] == pytest.approx((1 - 0.5**3) / 0.5)  # γ = 2 in the smoke
+
+    moe = on_disk["moe"]
+    assert {(r["series"], r["batch"]) for r in moe["rows"] if r["status"] == "ok"} == {
+        (m, b) for m in ("tiny-olmoe", "tiny-olmo", "tiny-olmo-wide") for b in (1, 2)
+    }
+    router = moe["router"]
+    assert router["experts"] == 8 and len(router["layers"]) == 2
+    for layer in router["layers"]:
+        assert 0 <= layer["min_share"] <= 1 / 8 <= layer["max_share"] <= 1
+        assert 1 <= layer["experts_touched_per_step"]["1"] <= 2  # one token picks top_k = 2 experts

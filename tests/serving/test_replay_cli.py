@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from llm_energy.cli import app
-from llm_energy.cli.serve import WindowRecorder, _window_energy_j
+from llm_energy.serving.lag import interval_energy_j
+from llm_energy.serving.session import WindowRecorder
 from llm_energy.meters import EnergyMeter
 from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
 from llm_energy.serving import StubConfig, StubServer
@@ -70,4 +71,4 @@ def test_window_recorder_measures_consecutive_windows_on_a_real_clock():
     covered = rec.windows[-1][1] - rec.windows[0][0]
     assert len(rec.windows) >= 4
     assert sum(e for _, _, e in rec.windows) == pytest.approx(300.0 * covered, rel=0.15)
-    assert _window_energy_j([(0.0, 1.0, 100.0), (1.0, 2.0, 50.0)], 0.5, 1.5) == pytest.approx(75.0)
+    assert interval_energy_j([(0.0, 1.0, 100.0), (1.0, 2.0, 50.0)], 0.5, 1.5) == pytest.approx(75.0)

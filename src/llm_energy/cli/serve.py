@@ -1,12 +1,10 @@
-"""Commands that serve: replay a trace's arrivals against a running OpenAI-compatible server."""
+"""Commands that serve: replay a trace's arrivals against OpenAI-compatible servers (running or launched)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -16,57 +14,36 @@ from rich.table import Table
 
 from llm_energy.cli import JsonOption, _guard, app, console
 from llm_energy.errors import ConfigError
-from llm_energy.meters.base import EnergyMeter
 
 if TYPE_CHECKING:
     from llm_energy.serving import ServerKind
 
 
-class WindowRecorder:
-    """Consecutive meter windows of `period_s` on a background thread: (start_s, end_s, joules)."""
-
-    def __init__(self, meter: EnergyMeter, period_s: float = 0.5) -> None:
-        self.meter = meter
-        self.period_s = period_s
-        self.windows: list[tuple[float, float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="llm-energy-serving-windows", daemon=True)
-
-    def _run(self) -> None:
-        i = 0
-        while True:
-            name = f"serve-{i}"
-            t0 = self.meter.clock()
-            self.meter.begin_window(name)
-            stopped = self._stop.wait(self.period_s)
-            m = self.meter.end_window(name)
-            self.windows.append((t0, t0 + m.duration_s, m.gpu_energy_j))
-            i += 1
-            if stopped:
-                return
-
-    def __enter__(self) -> WindowRecorder:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10 * self.period_s + 5)
-
-
-def _window_energy_j(windows: list[tuple[float, float, float]], start_s: float, end_s: float) -> float:
-    """Energy in [start_s, end_s], prorating windows that straddle its edges."""
-    total = 0.0
-    for w0, w1, e in windows:
-        overlap = min(w1, end_s) - max(w0, start_s)
-        if overlap > 0 and w1 > w0:
-            total += e * overlap / (w1 - w0)
-    return total
-
-
 @app.command()
 def replay(
-    url: Annotated[str, typer.Option(help="running OpenAI-compatible server, e.g. http://127.0.0.1:8000")],
+    url: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="running OpenAI-compatible server(s), e.g. http://127.0.0.1:8000; repeat for replicas"
+        ),
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option(help="launch this server instead of --url: transformers | vllm")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="--server: bundled architecture, e.g. llama-3.1-8b; --url: model name")
+    ] = None,
+    device: Annotated[str, typer.Option(help="--server: cuda (replica i on GPU i) or cpu")] = "cuda",
+    replicas: Annotated[int, typer.Option(help="--server: number of server replicas, one per GPU")] = 1,
+    policy: Annotated[str, typer.Option(help="balancing over replicas: round-robin | least-outstanding")] = (
+        "round-robin"
+    ),
+    vllm_mode: Annotated[str, typer.Option(help="--server vllm: cudagraphs | eager")] = "cudagraphs",
+    max_num_seqs: Annotated[int, typer.Option(help="--server vllm: --max-num-seqs")] = 256,
+    startup_timeout_s: Annotated[
+        float | None, typer.Option(help="--server: longest wait for a healthy server, seconds")
+    ] = None,
+    log_dir: Annotated[Path | None, typer.Option(help="--server: write server logs here")] = None,
     trace: Annotated[
         str, typer.Option(help="bundled trace or trace file (lengths and arrival times)")
     ] = "azure-conv",
@@ -83,107 +60,201 @@ def replay(
     max_duration_s: Annotated[float | None, typer.Option(help="send nothing after this many seconds")] = None,
     timeout_s: Annotated[float, typer.Option(help="bound on each request, seconds")] = 60.0,
     server_kind: Annotated[
-        str, typer.Option(help="vllm | transformers | openai (how lengths are forced)")
+        str, typer.Option(help="--url: vllm | transformers | openai (how lengths are forced)")
     ] = "vllm",
-    model: Annotated[str | None, typer.Option(help="model name to send, if the server needs one")] = None,
     slo: Annotated[str | None, typer.Option(help="e.g. ttft=2s,tpot=100ms,e2e=30s")] = None,
     seed: Annotated[int, typer.Option(help="seed for arrivals and prompt token ids")] = 0,
     idle_s: Annotated[float, typer.Option(help="idle power measured first, seconds (0 to skip)")] = 2.0,
+    warmup_requests: Annotated[int, typer.Option(help="unmeasured requests per server first")] = 2,
     records_out: Annotated[
         Path | None, typer.Option("--records", help="write per-request records (CSV)")
+    ] = None,
+    db: Annotated[
+        Path | None, typer.Option("--db", help="store the run in this SQLite results store")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Replay arrivals against a server: latency, SLO attainment, and GPU energy of the steady state.
 
-    The meters measure this machine's GPUs while the server runs (start the server on them). Energy is
-    read in consecutive 0.5 s windows; the steady-state window excludes warm-up and drain (first and last
-    10% of requests), and each request gets its own joules by the tokens it processed in each window.
+    Either `--url` (servers someone runs; the meters measure this machine's GPUs) or `--server`
+    (llm-energy starts transformers serve or vLLM on 127.0.0.1, one replica per GPU, and always stops
+    them). Energy is read in consecutive 0.5 s windows; the steady-state window excludes warm-up and
+    drain (first and last 10% of requests); each request gets its own joules by the tokens it processed
+    in each window. The client-token window and the GPU-work window are both reported, with a
+    frontend-lag flag when the server's CPU, not its GPU, paced the tokens.
     """
-    from llm_energy.meters import detect_gpus
-    from llm_energy.serving import (
-        attribute_energy,
-        parse_slo,
-        run_load,
-        schedule_at_rate,
-        schedule_from_trace,
-        serving_energy,
-        steady_state_window,
-        summarise,
-    )
-    from llm_energy.workloads import load_trace
 
-    def run() -> dict[str, Any]:
+    def run() -> Any:
+        from llm_energy.serving.loadgen import parse_slo
+        from llm_energy.serving.session import replay_servers
+
         slo_s = parse_slo(slo) if slo else {}
-        if server_kind not in ("vllm", "transformers", "openai"):
-            raise ConfigError(f"unknown server kind {server_kind!r}; valid: vllm, transformers, openai")
-        tr = load_trace(trace)
-        if num_requests is not None:
-            tr = tr.head(num_requests)
-        if rate is not None or closed is not None:
-            reqs = schedule_at_rate(tr, rate or 1.0, np.random.default_rng(seed), burstiness)
-        else:
-            span = None
-            if window is not None:
-                try:
-                    start, dur = (float(x) for x in window.split(","))
-                except ValueError as exc:
-                    raise ConfigError(f"--window must be START,DURATION in seconds, got {window!r}") from exc
-                span = (start, dur)
-            reqs = schedule_from_trace(tr, time_scale, span)
-        gpus, notes = detect_gpus()
-        meter = EnergyMeter(gpus, clock=time.perf_counter) if gpus else None
-        try:
-            if meter is not None and idle_s > 0:
-                meter.measure_idle(idle_s)
-            load = run_load(
-                url,
+        reqs = _schedule(trace, num_requests, rate, closed, burstiness, seed, window, time_scale)
+        servers_cm = _servers(
+            url,
+            server,
+            model,
+            device,
+            replicas,
+            policy,
+            server_kind,
+            vllm_mode,
+            max_num_seqs,
+            startup_timeout_s,
+            log_dir,
+        )
+        config = {
+            "server": server or "external",
+            "model": model,
+            "device": device if server else None,
+            "trace": trace,
+            "time_scale": None if rate is not None or closed is not None else time_scale,
+            "window": window,
+            "rate_per_s": rate,
+            "closed_users": closed,
+            "vllm_mode": vllm_mode if server == "vllm" else None,
+            "urls": list(url or []),
+        }
+        gpus, notes = _gpus()
+        with servers_cm as servers:
+            result = replay_servers(
+                servers,
                 reqs,
+                gpus=gpus,
+                config=config,
                 mode="closed" if closed else "open",
                 concurrency=closed,
-                clock=time.perf_counter,
+                slo_s=slo_s,
+                policy=policy,
                 timeout_s=timeout_s,
                 max_duration_s=max_duration_s,
-                server_kind=cast("ServerKind", server_kind),
-                model=model,
                 seed=seed,
+                idle_s=idle_s,
+                warmup_requests=warmup_requests,
+                model=model if server is None else None,
             )
-            if meter is None:
-                records, windows = asyncio.run(load), []
-            else:
-                with WindowRecorder(meter) as recorder:
-                    records = asyncio.run(load)
-                windows = recorder.windows
-        finally:
-            if meter is not None:
-                meter.close()
-        steady = steady_state_window(records)
-        out: dict[str, Any] = {
-            "summary": summarise(records, slo_s, steady),
-            "notes": notes,
-            "records": records,
-        }
-        if windows:
-            idle_w = sum(meter.idle_power_w.get(f"gpu:{g.index}", 0.0) for g in gpus) if meter else None
-            out["energy"] = serving_energy(
-                records, steady, _window_energy_j(windows, *steady), idle_w or None
-            )
-            out["attribution"] = attribute_energy(records, windows)
-        return out
+        if db is not None:
+            from llm_energy.store import Store
+            from llm_energy.store.serving import write_serving_run
 
-    result = _guard(run)
-    summary, energy = result["summary"], result.get("energy")
+            with Store(db) as store:
+                write_serving_run(store, result)
+        return result, notes
+
+    result, notes = _guard(run)
     if records_out is not None:
         _write_records(records_out, result)
     if as_json:
-        payload = {"summary": _plain(summary), "energy": _plain(energy), "notes": result["notes"]}
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(_payload(result, notes), indent=2, default=str) + "\n")
         return
-    table = Table(title=f"replay of {trace} against {url}", show_header=False)
+    _render(result, notes, url or [server or ""])
+
+
+def _servers(
+    url: list[str] | None,
+    server: str | None,
+    model: str | None,
+    device: str,
+    replicas: int,
+    policy: str,
+    server_kind: str,
+    vllm_mode: str,
+    max_num_seqs: int,
+    startup_timeout_s: float | None,
+    log_dir: Path | None,
+) -> Any:
+    """Check the server options and return a context manager giving the started servers."""
+    from contextlib import nullcontext
+
+    from llm_energy.serving.balancer import POLICIES
+    from llm_energy.serving.request import check_reachable
+    from llm_energy.serving.servers import ExternalServer, ServerGroup, launch_servers
+
+    if policy not in POLICIES:
+        raise ConfigError(f"unknown --policy {policy!r}; expected one of {', '.join(POLICIES)}")
+    if bool(url) == (server is not None):
+        raise ConfigError("give either --url (a running server) or --server transformers|vllm")
+    if server is not None:
+        if model is None:
+            raise ConfigError("--server needs --model (a bundled architecture, e.g. llama-3.1-8b)")
+        launched = launch_servers(
+            server,
+            model,
+            replicas=replicas,
+            device=device,
+            mode=vllm_mode,
+            max_num_seqs=max_num_seqs,
+            startup_timeout_s=startup_timeout_s,
+            log_dir=log_dir,
+        )
+        return ServerGroup(launched)
+    if server_kind not in ("vllm", "transformers", "openai"):
+        raise ConfigError(f"unknown server kind {server_kind!r}; valid: vllm, transformers, openai")
+    for u in url or []:
+        asyncio.run(check_reachable(u))
+    return nullcontext([ExternalServer(u, cast("ServerKind", server_kind)) for u in url or []])
+
+
+def _schedule(
+    trace: str,
+    num_requests: int | None,
+    rate: float | None,
+    closed: int | None,
+    burstiness: float,
+    seed: int,
+    window: str | None,
+    time_scale: float,
+) -> list[Any]:
+    from llm_energy.serving.loadgen import schedule_at_rate, schedule_from_trace
+    from llm_energy.workloads import load_trace
+
+    tr = load_trace(trace)
+    if num_requests is not None:
+        tr = tr.head(num_requests)
+    if rate is not None or closed is not None:
+        return schedule_at_rate(tr, rate or 1.0, np.random.default_rng(seed), burstiness)
+    span = None
+    if window is not None:
+        try:
+            start, dur = (float(x) for x in window.split(","))
+        except ValueError as exc:
+            raise ConfigError(f"--window must be START,DURATION in seconds, got {window!r}") from exc
+        span = (start, dur)
+    return schedule_from_trace(tr, time_scale, span)
+
+
+def _gpus() -> tuple[list[Any], list[str]]:
+    from llm_energy.meters import detect_gpus
+
+    return detect_gpus()
+
+
+def _payload(result: Any, notes: list[str]) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "partial": result.partial,
+        "exit_reason": result.exit_reason,
+        "summary": _plain(result.summary),
+        "energy": _plain(result.energy),
+        "per_gpu_energy_j": dict(result.per_gpu_energy_j),
+        "windows": _plain(result.windows),
+        "frontend_lag": _plain(result.lag),
+        "replica_requests": list(result.replica_requests),
+        "notes": [*notes, *result.notes],
+    }
+
+
+def _render(result: Any, notes: list[str], targets: list[str]) -> None:
+    summary, energy = result.summary, result.energy
+    table = Table(title=f"replay against {', '.join(targets)}", show_header=False)
+    if result.partial:
+        table.add_row("[bold red]PARTIAL RUN[/]", str(result.exit_reason))
     table.add_row(
         "requests",
         f"{summary.requests} sent, {summary.ok} ok, {summary.failed} failed {dict(summary.failures)}",
     )
+    if len(result.replica_requests) > 1:
+        table.add_row("per replica", " / ".join(str(n) for n in result.replica_requests))
     for name in ("ttft", "tpot", "e2e"):
         lat = getattr(summary, name)
         if lat is not None:
@@ -210,8 +281,19 @@ def replay(
             "per request / token",
             f"{energy.energy_per_request_j:.2f} J / {energy.energy_per_output_token_j:.4f} J",
         )
+        for w in (result.windows.client, result.windows.gpu) if result.windows else ():
+            if w is not None:
+                table.add_row(
+                    f"{w.name} window",
+                    f"{w.end_s - w.start_s:.1f} s: {w.energy_per_request_j:.2f} J/request, "
+                    f"{w.energy_per_output_token_j:.4f} J/token",
+                )
     else:
         table.add_row("energy", "no GPU visible here: latency only")
+    if result.lag is not None:
+        table.add_row("frontend lag", result.lag.reason)
+    for note in [*notes, *result.notes]:
+        table.add_row("note", note)
     console.print(table)
 
 
@@ -221,12 +303,12 @@ def _plain(obj: Any) -> Any:
     return asdict(obj) if is_dataclass(obj) and not isinstance(obj, type) else obj
 
 
-def _write_records(path: Path, result: dict[str, Any]) -> None:
+def _write_records(path: Path, result: Any) -> None:
     import pandas as pd
 
-    per_request = result["attribution"].per_request_j if "attribution" in result else {}
+    per_request = result.attribution.per_request_j if result.attribution is not None else {}
     rows = []
-    for r in result["records"]:
+    for r in result.records:
         row = _plain(r)
         row["token_times_s"] = ";".join(f"{t:.6f}" for t in r.token_times_s)
         row["energy_j"] = per_request.get(r.index)

@@ -40,7 +40,7 @@ class Balancer:
             raise ConfigError(f"a balancer needs ≥ 1 replica, got {replicas!r}")
         if policy not in POLICIES:
             raise ConfigError(f"unknown balancing policy {policy!r}; expected one of {', '.join(POLICIES)}")
-        self.policy: Policy = policy  # type: ignore[assignment]
+        self.policy: Policy = "round-robin" if policy == "round-robin" else "least-outstanding"
         self.outstanding = [0] * replicas
         self.sent = [0] * replicas
         self._next = 0

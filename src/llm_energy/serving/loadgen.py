@@ -83,6 +83,7 @@ class _Death:
         self.reason: str | None = None
         self.at_s: float | None = None
 
+
 Mode = Literal["open", "closed"]
 """`open`: send at the scheduled times; `closed`: keep N users busy."""
 
@@ -377,9 +378,8 @@ def _after_death(
     at_s = death.at_s if death.at_s is not None else clock()
     out = []
     for r in records:
-        if not r.success and r.failure != "server-exit" and r.done_s >= at_s - 2 * WATCH_PERIOD_S:
-            r = dataclasses.replace(r, error=f"{r.error} [{death.reason}]")
-        out.append(r)
+        late = not r.success and r.failure != "server-exit" and r.done_s >= at_s - 2 * WATCH_PERIOD_S
+        out.append(dataclasses.replace(r, error=f"{r.error} [{death.reason}]") if late else r)
     seen = {r.index for r in records}
     for index, req in enumerate(requests):
         if index not in seen:

@@ -98,9 +98,7 @@ def prompt_token_ids(
     return [int(t) for t in rng.integers(low, high, size=input_tokens)]
 
 
-def prompt_text(
-    input_tokens: int, rng: np.random.Generator, words: tuple[str, ...] | list[str]
-) -> str:
+def prompt_text(input_tokens: int, rng: np.random.Generator, words: tuple[str, ...] | list[str]) -> str:
     """Return a text prompt of exactly `input_tokens` tokens: that many words that are one token each.
 
     For servers that take only text prompts (transformers serve); the words come with the server's

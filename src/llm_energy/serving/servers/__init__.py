@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from llm_energy.errors import ConfigError
 from llm_energy.serving.request import TOKEN_ID_RANGE, ServerKind, completions_url
@@ -193,7 +193,9 @@ def launch_servers(
     for i in range(replicas):
         env = {"CUDA_VISIBLE_DEVICES": str(i)} if device == "cuda" else {}
         log = None if log_dir is None else log_dir / f"{kind}-{i}.log"
-        timeout = {} if startup_timeout_s is None else {"startup_timeout_s": startup_timeout_s}
+        timeout: dict[str, Any] = (
+            {} if startup_timeout_s is None else {"startup_timeout_s": startup_timeout_s}
+        )
         if kind == "vllm":
             config = VllmServerConfig(mode, max_num_seqs=max_num_seqs)
             servers.append(vllm_server(arch, config, env=env, log_path=log, **timeout))

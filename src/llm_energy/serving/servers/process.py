@@ -200,7 +200,8 @@ class ServerProcess:
                         return
                 if time.monotonic() - t0 > self.startup_timeout_s:
                     raise EngineError(
-                        f"the {self.name} server was not healthy at {url} within {self.startup_timeout_s:g} s; "
+                        f"the {self.name} server was not healthy at {url} within "
+                        f"{self.startup_timeout_s:g} s; "
                         f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
                     )
                 time.sleep(0.2)

@@ -118,7 +118,9 @@ def write_checkpoint(
     if (directory / _DONE_MARKER).exists():
         return read_prompt_words(directory)
     if arch.vocab_size < 300:
-        raise ConfigError(f"{arch.name}: vocab_size {arch.vocab_size} is too small for a byte-level tokenizer")
+        raise ConfigError(
+            f"{arch.name}: vocab_size {arch.vocab_size} is too small for a byte-level tokenizer"
+        )
     from transformers import PreTrainedTokenizerFast
 
     from llm_energy.architectures import build_model
@@ -129,15 +131,13 @@ def write_checkpoint(
         model = build_model(arch, device=device, dtype=dtype, init="uniform", seed=seed)
         model.save_pretrained(staging)  # type: ignore[operator]
         del model
-        tokenizer = PreTrainedTokenizerFast(
+        tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
             tokenizer_object=_train_tokenizer(min(arch.vocab_size, _TOKENIZER_VOCAB_MAX), seed),
             chat_template=_CHAT_TEMPLATE,
             clean_up_tokenization_spaces=False,
         )
         words = [
-            " " + w
-            for w in _corpus_words()
-            if len(tokenizer.encode(" " + w, add_special_tokens=False)) == 1
+            " " + w for w in _corpus_words() if len(tokenizer.encode(" " + w, add_special_tokens=False)) == 1
         ]
         if len(words) < 16:
             raise ConfigError(f"{arch.name}: only {len(words)} one-token words; vocabulary too small")
@@ -250,7 +250,11 @@ def transformers_server(
         )
     directory = checkpoint_dir(arch, config.dtype, config.seed, cache_root)
     words = write_checkpoint(
-        arch, directory, dtype=config.dtype, seed=config.seed, device="cuda" if config.device == "cuda" else "cpu"
+        arch,
+        directory,
+        dtype=config.dtype,
+        seed=config.seed,
+        device="cuda" if config.device == "cuda" else "cpu",
     )
     hf_home = config.hf_home or Path(tempfile.mkdtemp(prefix="llm-energy-hf-home-"))
     server_env = {
@@ -272,5 +276,3 @@ def transformers_server(
         env=env,
         log_path=log_path,
     )
-
-

@@ -61,6 +61,13 @@ def measure(
     top_p: Annotated[float | None, typer.Option(help="nucleus probability (top-p)")] = None,
     top_k: Annotated[int | None, typer.Option(help="top-k")] = None,
     num_beams: Annotated[int | None, typer.Option(help="beams (beam search)")] = None,
+    draft_model: Annotated[
+        str | None, typer.Option(help="speculative decoding (engine hf-spec): draft architecture or dir")
+    ] = None,
+    lookahead: Annotated[int | None, typer.Option(help="speculative: draft tokens γ per round")] = None,
+    spec_agree: Annotated[
+        bool, typer.Option("--spec-agree", help="speculative: zero both final norms (draft and target agree)")
+    ] = False,
     gpu_clock_mhz: Annotated[
         int | None, typer.Option(help="lock the SM clock (MHz) for the run; needs --allow-gpu-settings")
     ] = None,
@@ -68,6 +75,7 @@ def measure(
         float | None, typer.Option(help="set the GPU power limit (W) for the run; needs --allow-gpu-settings")
     ] = None,
     allow_gpu_settings: AllowGpuSettingsOption = False,
+    tp: Annotated[int, typer.Option("--tp", help="tensor-parallel size: GPUs of one model copy (hf)")] = 1,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -84,6 +92,15 @@ def measure(
                 f"{SHARED_GPU_NOTE}"
             )
         )
+    if (lookahead is not None or spec_agree) and draft_model is None:
+        raise _fail(ConfigError("--lookahead and --spec-agree need --draft-model (speculative decoding)"))
+    if draft_model is not None and engine == "hf":
+        engine = "hf-spec"  # speculative decoding is the hf loop with a draft (engines/hf_speculative.py)
+    speculative = (
+        {"draft_model": draft_model, "lookahead": lookahead, "spec_agree": spec_agree or None}
+        if draft_model is not None
+        else {}
+    )
     fields: dict[str, object] = {
         "model": model,
         "engine": engine,
@@ -95,6 +112,7 @@ def measure(
         "init": init,
         "seed": seed,
         "device": device,
+        "tp_size": tp,
         "options": {
             k: v
             for k, v in (
@@ -103,6 +121,7 @@ def measure(
                 ("top_p", top_p),
                 ("top_k", top_k),
                 ("num_beams", num_beams),
+                *speculative.items(),
             )
             if v is not None
         },

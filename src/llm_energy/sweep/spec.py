@@ -23,7 +23,7 @@ from pydantic import (
     model_serializer,
 )
 
-from llm_energy.architectures import check_lengths, load_architecture
+from llm_energy.architectures import Architecture, check_lengths, load_architecture
 from llm_energy.engines import check_mode
 from llm_energy.errors import ConfigError
 
@@ -60,14 +60,18 @@ class Point(BaseModel):
     power_limit_w: float | None = Field(
         None, gt=0, description="set the GPU power limit (needs --allow-gpu-settings); None: as it is"
     )
+    tp_size: int = Field(1, ge=1, description="tensor-parallel size: GPUs (ranks) of one model copy")
 
     @model_serializer(mode="wrap")
     def _drop_unset_gpu_settings(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # A point that changes no GPU setting dumps (and hashes) exactly as before these fields existed.
+        # A point that changes no GPU setting dumps (and hashes) exactly as before these fields existed;
+        # likewise a point on one device (tp_size 1).
         data: dict[str, Any] = handler(self)
         for name in GPU_SETTING_FIELDS:
             if data.get(name, 0) is None:
                 del data[name]
+        if data.get("tp_size") == 1:
+            del data["tp_size"]
         return data
 
     @property
@@ -80,10 +84,20 @@ class Point(BaseModel):
         blob = json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def group_key(self) -> tuple[str, str, str | None, str, str, str | None, int, str]:
-        """Points sharing this key share one loaded model (model, engine, mode, options...)."""
+    def group_key(self) -> tuple[str, str, str | None, str, str, str | None, int, str, int]:
+        """Points sharing this key share one loaded model (model, engine, mode, options, TP size...)."""
         opts = json.dumps(self.options, sort_keys=True, default=str)
-        return (self.model, self.engine, self.mode, self.dtype, self.device, self.init, self.seed, opts)
+        return (
+            self.model,
+            self.engine,
+            self.mode,
+            self.dtype,
+            self.device,
+            self.init,
+            self.seed,
+            opts,
+            self.tp_size,
+        )
 
 
 def _first_error(exc: ValidationError) -> tuple[tuple[Any, ...], str]:
@@ -107,9 +121,14 @@ def make_point(**fields: Any) -> Point:
     for name in ("batch_size", "input_len", "output_len"):
         if getattr(point, name) <= 0:
             raise ConfigError(f"{name} must be > 0 (got {getattr(point, name)})")
+    arch: Architecture | None = None
     if point.engine != "simulated":
         arch = load_architecture(point.model)
         check_lengths(arch, point.input_len, point.output_len, point.batch_size)
+    if point.tp_size > 1:  # engine, mode and heads; the visible GPUs are checked where it runs
+        from llm_energy.parallel.checks import check_tp_point
+
+        check_tp_point(point.engine, mode, point.tp_size, arch)
     return point.model_copy(update={"mode": mode})
 
 
@@ -172,8 +191,11 @@ class SweepSpec(BaseModel):
     allow_gpu_settings: bool = Field(
         False, description="consent to the GPU-settings axes (same as --allow-gpu-settings)"
     )
+    tp_sizes: list[int] = Field(
+        [1], min_length=1, description="tensor-parallel sizes (GPUs per model copy), one group each"
+    )
 
-    @field_validator("batch_sizes", "input_lens", "output_lens")
+    @field_validator("batch_sizes", "input_lens", "output_lens", "tp_sizes")
     @classmethod
     def _positive(cls, values: list[int]) -> list[int]:
         bad = [v for v in values if v <= 0]
@@ -225,7 +247,7 @@ class SweepSpec(BaseModel):
         """
         out: list[Point] = []
         for model in self.models:
-            for eng in self.engines:
+            for eng, tp_size in ((e, t) for e in self.engines for t in self.tp_sizes):
                 options = dict(eng.model_extra or {})
                 for input_len in self.input_lens:
                     for output_len in self.output_lens:
@@ -244,6 +266,7 @@ class SweepSpec(BaseModel):
                                         seed=self.seed,
                                         device=self.device,
                                         options=options,
+                                        tp_size=tp_size,
                                         **settings,
                                     )
                                 )

@@ -98,19 +98,20 @@ def cuda_index(device: str) -> int:
 
 
 def local_devices(
-    device: str, *, probe_update_period: bool = True, cpu_tdp_w: float | None = None
+    device: str, *, probe_update_period: bool = True, cpu_tdp_w: float | None = None, count: int = 1
 ) -> tuple[list[GpuDevice], list[CpuDevice], list[str]]:
     """Return (GPUs, CPU meters, notes) that measure a point on `device` here.
 
-    The GPUs are the one the point runs on (none on the CPU). Shared by the worker and by resume
-    decisions, so both see the same environment.
+    The GPUs are the ones the point runs on: `count` of them from `device`'s index on (a
+    tensor-parallel group), none on the CPU. Shared by the worker and by resume decisions, so both see
+    the same environment.
     """
     from llm_energy.meters import detect_cpus, detect_gpus
 
     gpus, notes = detect_gpus(probe_update_period=probe_update_period) if device != "cpu" else ([], [])
     index = cuda_index(device)
     cpus, cpu_notes = detect_cpus(tdp_w=cpu_tdp_w)
-    return [g for g in gpus if g.index == index], cpus, notes + cpu_notes
+    return [g for g in gpus if index <= g.index < index + count], cpus, notes + cpu_notes
 
 
 def check_gpu_settings(gpu: SettableGpu, settings: GpuSettings, *, allow: bool) -> None:
@@ -237,19 +238,23 @@ class GroupWorker:
             self.effective = {"device": device, "dtype": p.dtype if device != "cpu" else "float32"}
             if device.startswith("cuda"):
                 self.say("probing GPU energy counters")
-            gpus, cpus, notes = local_devices(device, cpu_tdp_w=self.cpu_tdp_w)
-            self.env = collect_env(gpus, cpus, notes)
             arch = load_architecture(p.model)
-            self.engine = build_engine(
-                p.engine,
-                arch,
-                mode=p.mode,
-                device=device,
-                dtype=self.effective["dtype"],  # float32 on CPU: bf16 matmuls are slow on most CPUs
-                init=p.init,
-                seed=p.seed,
+            fields: dict[str, Any] = {
+                "mode": p.mode,
+                "device": device,
+                "dtype": self.effective["dtype"],  # float32 on CPU: bf16 matmuls are slow on most CPUs
+                "init": p.init,
+                "seed": p.seed,
                 **p.options,
-            )
+            }
+            if p.tp_size > 1:  # rank 0 of a TP group; its meter measures every GPU of the group
+                from llm_energy.engines.hf_tp import build_tp_engine
+
+                self.engine = build_tp_engine(arch, p.tp_size, **fields)  # checks the visible GPUs
+            else:
+                self.engine = build_engine(p.engine, arch, **fields)
+            gpus, cpus, notes = local_devices(device, cpu_tdp_w=self.cpu_tdp_w, count=p.tp_size)
+            self.env = collect_env(gpus, cpus, notes)
             self.meter = EnergyMeter(gpus, cpus, sync=self.engine.synchronize)
         assert self.meter is not None and self.engine is not None
         settings = point_gpu_settings(self.first)

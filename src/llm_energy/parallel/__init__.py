@@ -1,0 +1,18 @@
+"""Tensor parallelism for the `hf` engine, and data-parallel replicas vs one TP group.
+
+* `checks` — a TP size is checked against the model's heads and the visible GPUs before any weight
+  is loaded (pure Python, no torch).
+* `group` — the process group: rank 0 is the measuring process, ranks 1..N-1 are follower processes
+  it spawns (`python -m llm_energy.parallel.follower`); commands go from rank 0 to the followers so
+  every rank runs the same phases in lockstep (see `llm_energy.engines.hf_tp`).
+* `compare` — N replicas of one GPU each vs one TP group of N GPUs at the same total load, from
+  measured runs in the store.
+
+Importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+from llm_energy.parallel.checks import check_tp_point, check_tp_shape, check_visible_gpus
+
+__all__ = ["check_tp_point", "check_tp_shape", "check_visible_gpus"]

@@ -1,0 +1,93 @@
+"""Checks of a tensor-parallel size, made before any weight is loaded (pure Python except the GPU count).
+
+transformers' TP plan for Llama-style models shards the q/k/v projections by output features
+(whole heads per rank), the MLP's gate/up projections by rows and the lm_head by vocabulary rows, so
+the query heads, the key/value heads, the MLP width and the vocabulary must each divide by the TP size.
+A size that does not divide them would fail (or silently give uneven shards) deep inside the loader.
+"""
+
+from __future__ import annotations
+
+from llm_energy.architectures.registry import Architecture
+from llm_energy.errors import ConfigError
+
+TP_ENGINES: tuple[str, ...] = ("hf",)
+"""Engines that run tensor-parallel through this package."""
+
+TP_MODES: tuple[str, ...] = ("eager",)
+"""Modes of the `hf` engine that run tensor-parallel: the compiled modes would have to trace
+transformers' TP forward hooks (collectives inside the graph), which we have not validated."""
+
+
+def check_tp_shape(arch: Architecture, tp_size: int) -> None:
+    """Check that `arch` can be split over `tp_size` ranks.
+
+    Raises:
+        ConfigError: `tp_size` < 1, or it does not divide the attention heads, the key/value heads,
+            the MLP width or the vocabulary; the message names the value and the count.
+    """
+    if isinstance(tp_size, bool) or not isinstance(tp_size, int) or tp_size < 1:
+        raise ConfigError(f"tp_size must be an integer >= 1, got {tp_size!r}")
+    if tp_size == 1:
+        return
+    counts = (
+        ("attention heads", arch.num_heads),
+        ("key/value heads", arch.num_kv_heads),
+        ("MLP width (intermediate_size)", arch.intermediate_size),
+        ("vocabulary", arch.vocab_size),
+    )
+    for what, count in counts:
+        if count % tp_size:
+            raise ConfigError(
+                f"tp_size = {tp_size} does not divide {arch.name}'s {count} {what}: "
+                "each rank must hold a whole share"
+            )
+
+
+def check_tp_point(engine: str, mode: str, tp_size: int, arch: Architecture | None) -> None:
+    """Check a point's tensor-parallel settings (engine, mode and model shape).
+
+    Raises:
+        ConfigError: TP on an engine or mode that does not support it, or a size the shape refuses.
+    """
+    if tp_size == 1:
+        return
+    if engine not in TP_ENGINES:
+        raise ConfigError(
+            f"tp_size = {tp_size} needs engine {' or '.join(TP_ENGINES)!r}; "
+            f"engine {engine!r} runs on one device"
+        )
+    if mode not in TP_MODES:
+        raise ConfigError(
+            f"tp_size = {tp_size} runs in mode {' or '.join(TP_MODES)} only, not {mode!r} "
+            "(compiled graphs over transformers' TP hooks are not validated)"
+        )
+    if arch is None:
+        raise ConfigError(f"tp_size = {tp_size} needs a model shape to check")
+    check_tp_shape(arch, tp_size)
+
+
+def check_visible_gpus(tp_size: int, device: str, visible_gpus: int) -> int:
+    """Check that ranks 0..tp_size-1 fit on the visible GPUs from `device`'s index on.
+
+    Args:
+        tp_size: Ranks of the group.
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (rank r runs on ``cuda:N+r``).
+        visible_gpus: GPUs this process sees (``torch.cuda.device_count()``).
+
+    Returns:
+        The first GPU index of the group (0 on the CPU).
+
+    Raises:
+        ConfigError: the group needs more GPUs than are visible; the message names the TP size.
+    """
+    if device == "cpu":
+        return 0
+    first = int(device.split(":")[1]) if device.startswith("cuda:") else 0
+    if first + tp_size > visible_gpus:
+        where = f" from cuda:{first} on" if first else ""
+        raise ConfigError(
+            f"tp_size = {tp_size} needs {tp_size} GPUs{where}, but {visible_gpus} "
+            f"{'is' if visible_gpus == 1 else 'are'} visible (CUDA_VISIBLE_DEVICES decides which)"
+        )
+    return first

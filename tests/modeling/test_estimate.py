@@ -8,33 +8,17 @@ import pytest
 from llm_energy.errors import ConfigError
 from llm_energy.estimate import estimate_trace
 from llm_energy.modeling.bins import log_bins, p1_bins
-from llm_energy.modeling.profile import fit_profile, load_profile
-from llm_energy.sweep.spec import parse_spec
-from llm_energy.sweep.sweep import run_sweep
+from llm_energy.modeling.profile import load_profile
 
 # SimulatedEngine defaults: prefill 2e-5 s/token at 650 W, decode 0.01 s/step at 400 W (any batch).
 PREFILL_J_PER_TOKEN = 650 * 2e-5
 DECODE_J_PER_STEP = 400 * 0.01
 
-SPEC = """\
-name: sim-calibration
-models: [sim]
-engines: [{engine: simulated}]
-batch_sizes: [1, 4, 16]
-input_lens: [128, 512, 2048]
-output_lens: [32, 128]
-window_s: 1.0
-idle_s: 1.0
-"""
 
-
-@pytest.fixture(scope="module")
-def profile(tmp_path_factory):
-    from llm_energy.store import Store
-
-    with Store(tmp_path_factory.mktemp("db") / "runs.db") as store:
-        run_sweep(parse_spec(SPEC), store)
-        return fit_profile(store.runs_frame())
+@pytest.fixture
+def profile(sim_profile):
+    """The shared simulated profile (tests/conftest.py)."""
+    return sim_profile
 
 
 def true_request_j(batch, lin, lout):
@@ -131,7 +115,7 @@ def test_bins():
         type(b)((4, 2), (1,))
 
 
-def test_estimate_cli_runs_offline_and_fit_cli(tmp_path):
+def test_estimate_cli_runs_offline_and_fit_cli(tmp_path, sim_calibration_spec):
     """`estimate` on the bundled trace and profile prints kWh and the FLOPs ratio; `fit` writes a profile."""
     import json
 
@@ -147,7 +131,7 @@ def test_estimate_cli_runs_offline_and_fit_cli(tmp_path):
     bad = runner.invoke(app, ["estimate", "--trace", str(tmp_path / "nope.csv")])
     assert bad.exit_code == 2
     spec = tmp_path / "s.yaml"
-    spec.write_text(SPEC)
+    spec.write_text(sim_calibration_spec)
     db = tmp_path / "r.db"
     assert runner.invoke(app, ["sweep", str(spec), "--db", str(db)]).exit_code == 0
     fitted = runner.invoke(app, ["fit", "--db", str(db), "-o", str(tmp_path / "p.json")])

@@ -24,12 +24,20 @@ def report(
     ] = None,
     trace: Annotated[str | None, typer.Option(help="also estimate this trace with the profile")] = None,
     profile: Annotated[str | None, typer.Option(help="profile for the estimate and fit quality")] = None,
+    carbon_intensity: Annotated[
+        str | None, typer.Option(help="grid intensity for the estimate: gCO2/kWh or a region")
+    ] = None,
+    price: Annotated[float | None, typer.Option(help="electricity price per kWh for the estimate")] = None,
 ) -> None:
     """Write one self-contained HTML report: environment, per-config table, plots, estimate, model fit."""
     from llm_energy.report import render_report, write_report
     from llm_energy.report.sample import bundled_calibration_frame
 
     def run() -> Path:
+        from llm_energy.carbon import check_price, parse_carbon_intensity
+
+        grid = parse_carbon_intensity(carbon_intensity)
+        check_price(price)
         if db is None:
             frame = bundled_calibration_frame()
         else:
@@ -46,7 +54,13 @@ def report(
 
                 tr = load_trace(trace)
                 est = estimate_trace(
-                    tr.input_tokens, tr.output_tokens, prof, duration_s=tr.summary().duration_s
+                    tr.input_tokens,
+                    tr.output_tokens,
+                    prof,
+                    duration_s=tr.summary().duration_s,
+                    carbon_g_per_kwh=grid.g_per_kwh if grid else None,
+                    price_per_kwh=price,
+                    carbon_source=grid.label if grid else None,
                 )
         return write_report(out, render_report(frame, estimate=est, profile=prof))
 

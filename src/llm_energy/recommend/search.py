@@ -146,6 +146,11 @@ class Evaluator:
             n: BinnedModel(p.grid, p.feasible, method="log", bins=FIXED_BINS) for n, p in profiles.items()
         }
 
+    @property
+    def evaluations(self) -> int:
+        """Binned-model evaluations run so far: one per (profile, batch), whatever the clocks and classes."""
+        return len(self._requests)
+
     def _energy(self, name: str, batch: int | None) -> RequestEnergy:
         if (name, batch) not in self._requests:
             self._requests[name, batch] = self._models[name].estimate(self.lin, self.lout, batch)

@@ -357,9 +357,12 @@ def _estimate_section(estimate: Estimate, dpi: int | None) -> str:
             )
         )
     if estimate.co2_g is not None:
-        rows.append(("CO₂", f"{_num(estimate.co2_g)} g at {_num(estimate.carbon_g_per_kwh)} g/kWh"))
+        source = f" ({_text(estimate.carbon_source)})" if estimate.carbon_source else ""
+        rows.append(("CO₂", f"{_num(estimate.co2_g)} g at {_num(estimate.carbon_g_per_kwh)} g/kWh{source}"))
     if estimate.cost is not None:
         rows.append(("cost", f"{_num(estimate.cost)} at {_num(estimate.price_per_kwh)} per kWh"))
+    if estimate.co2_g is not None or estimate.cost is not None:
+        rows.append(("per 1,000 requests and per day", _text("; ".join(estimate.footprint().lines()))))
     body = (
         "<h2>Trace estimate</h2><p>The trace's requests are binned by length and each bin is run, in the "
         "estimate, in homogeneous batches from the calibration grid; the uncertainty sums the grid's "

@@ -160,6 +160,7 @@ class ClassPlan:
             "saving": None if s is None else s[0],
             "saving_low": None if s is None else s[1],
             "saving_high": None if s is None else s[2],
+            "note": "one pool per class; idle power of the extra pools not modelled",
         }
 
 

@@ -162,3 +162,7 @@ def print_class_plan(console: Console, plan: ClassPlan) -> None:
             f"per-class plan: {plan.plan_j / requests:.1f} J/request on {plan.plan_gpus} GPU(s); "
             f"saving over the single best {s[0]:.1%} (bounds {s[1]:.1%} to {s[2]:.1%})"
         )
+        console.print(
+            "[dim]note: the plan serves each class from its own pool; the idle power of pools that a "
+            "single configuration would share is not modelled[/dim]"
+        )

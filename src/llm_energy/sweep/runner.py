@@ -156,6 +156,8 @@ def run_point(
     try:
         engine.prepare(batch)
         compile_s = clock() - t0_s
+        # Facts known only after a generation (e.g. the measured acceptance of speculative decoding).
+        config["engine_facts"] = dict(engine.describe())
         results: list[RunResult] = []
         for _ in range(options.repeats):
             if results and options.time_limit_s is not None and clock() - t0_s > options.time_limit_s:

@@ -17,6 +17,7 @@ from llm_energy.architectures import (
 from llm_energy.errors import ConfigError
 
 EXPECTED_NAMES = (
+    "llama-3.1-70b",
     "llama-3.1-8b",
     "llama-3.2-1b",
     "mixtral-8x7b",

@@ -193,8 +193,17 @@ class TPGroup:
 
     def start(self) -> None:
         """Spawn ranks 1..N-1 and join them in the process group (returns when all have joined)."""
+        import torch.distributed as dist
+
         if self.started:
             return
+        if dist.is_initialized():
+            # torch.distributed has one default group per process: a second group here would have to
+            # replace the first one's (and hang its followers).
+            raise EngineError(
+                "a torch.distributed process group is already running in this process: "
+                "one tensor-parallel group at a time (close the other engine first)"
+            )
         port = free_port()
         spec = json.dumps({**self.follower_spec, "device": self.device, "timeout_s": self.timeout_s})
         for rank in range(1, self.world_size):
@@ -292,7 +301,7 @@ class TPGroup:
                     proc.kill()
                     proc.wait()
             self.procs = []
-            if dist.is_initialized():
+            if self.control is not None and dist.is_initialized():  # only the group this one started
                 dist.destroy_process_group()
             self.control = None
 

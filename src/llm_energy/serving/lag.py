@@ -277,12 +277,17 @@ def detect_frontend_lag(
     if window is not None and len(token_t):
         after = float(token_w[token_t > window[1]].sum() / token_w.sum())
     spans: list[tuple[float, float]] = []
+    if threshold is None:
+        # No GPU power range (no GPU metered, or it never left idle): nothing to lag behind.
+        return FrontendLag(
+            False, 0.0, (), cpu_peak, None, None, "no GPU activity measured: frontend lag not assessed"
+        )
     for prev, cur in zip(samples, samples[1:], strict=False):
         cpu = [c for c in cur.cpu_pct if math.isfinite(c)]
         power = cur.total_power_w
         if not cpu or max(cpu) < cpu_busy_pct or not math.isfinite(power):
             continue
-        if threshold is not None and power >= threshold:
+        if power >= threshold:
             continue
         lo = int(np.searchsorted(token_t, prev.t_s, side="right"))
         hi = int(np.searchsorted(token_t, cur.t_s, side="right"))
@@ -296,7 +301,7 @@ def detect_frontend_lag(
     if flagged:
         reason = (
             f"frontend lag: {lag_s:.1f} s with a frontend at ≥{cpu_busy_pct:.0f}% of a core, GPU power "
-            f"below {threshold if threshold is not None else math.nan:.0f} W and tokens still arriving"
+            f"below {threshold:.0f} W and tokens still arriving"
         )
     elif not cpu_all:
         reason = "no frontend CPU samples (external server without a pid): lag not assessed on CPU"

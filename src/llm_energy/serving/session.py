@@ -268,21 +268,22 @@ def replay_servers(
     if partial:
         notes.append(f"PARTIAL RUN: {exit_reason or 'a server exited'}")
     try:
-        steady = steady_state_window(records)
+        steady: tuple[float, float] | None = steady_state_window(records)
     except ConfigError as exc:
-        if not partial:
-            raise
+        # Too few requests (or a partial run) for a steady state: keep the run, say so, and use the
+        # whole run (first send to last completion) for the steady-state figures.
         steady = None
-        notes.append(f"no steady-state window: {exc}")
+        notes.append(f"no steady-state window ({exc}); energy figures cover the whole run")
     summary = summarise(records, slo_s, steady)
+    span = steady or (min(r.sent_s for r in records), max(r.done_s for r in records))
     energy = attribution = windows = None
     per_gpu: dict[str, float] = {}
-    if intervals and steady is not None:
-        energy = serving_energy(records, steady, interval_energy_j(intervals, *steady), idle_w or None)
+    if intervals and span[1] > span[0]:
+        energy = serving_energy(records, span, interval_energy_j(intervals, *span), idle_w or None)
         attribution = attribute_energy(records, intervals)
         for domain in sorted({d for w in per_domain for d in w if d.startswith("gpu:")}):
             series = [(a, b, w.get(domain, 0.0)) for (a, b, _), w in zip(intervals, per_domain, strict=True)]
-            per_gpu[domain] = interval_energy_j(series, *steady)
+            per_gpu[domain] = interval_energy_j(series, *span)
         try:
             windows = compare_windows(records, intervals, monitor.samples, idle_w)
         except ConfigError as exc:

@@ -2,10 +2,11 @@
 
 Both sides come from measured runs in the store, at the same model, engine, mode, lengths and dtype:
 
-* **replicas** — N independent copies, one GPU each, the total batch B split evenly: the measured
-  TP-1 run at batch B/N, taken N times. Energy is N x that run's energy (each replica burns it on
-  its own GPU, concurrently); latency is that run's (the replicas run side by side). This assumes
-  replicas do not interact (no shared host bottleneck) — stated, not measured.
+* **replicas** — N/k independent copies of k GPUs each (k = `replica_tp`, 1 by default: one GPU per
+  copy), the total batch B split evenly: the measured TP-k run at batch B·k/N, taken N/k times.
+  Energy is N/k x that run's energy (each copy burns it on its own GPUs, concurrently); latency is
+  that run's (the copies run side by side). This assumes copies do not interact (no shared host
+  bottleneck) — stated, not measured. k > 1 is for models that do not fit on one GPU (70B).
 * **tp** — the measured run with ``tp_size = N`` at batch B: energy summed over its N GPUs, also
   reported per GPU; latency per phase.
 
@@ -64,6 +65,7 @@ class ParallelComparison:
     output_len: int
     replicas: LayoutFigures
     tp: LayoutFigures
+    replica_tp: int = 1
 
     @property
     def energy_ratio(self) -> float:
@@ -155,8 +157,9 @@ def compare_replicas_tp(
     engine: str = "hf",
     mode: str | None = None,
     dtype: str | None = None,
+    replica_tp: int = 1,
 ) -> ParallelComparison:
-    """Compare N replicas (TP 1 at batch B/N each) with one TP-N group at batch B, from stored runs.
+    """Compare N/k replicas (TP k at batch B·k/N each) with one TP-N group at batch B, from stored runs.
 
     Args:
         runs: Stored runs (e.g. `Store.read_runs(status="ok")`); repeats of a point are averaged.
@@ -168,15 +171,20 @@ def compare_replicas_tp(
         engine: Engine name as stored.
         mode: Engine mode, or None for any.
         dtype: Dtype as stored (the resolved one: float32 on CPU), or None for any.
+        replica_tp: k, the TP size of each replica; must divide N and be smaller.
 
     Raises:
-        ConfigError: N < 2, B not a multiple of N, or a needed run is not in `runs` (the message says
-            which point to measure).
+        ConfigError: k does not divide N or is not below it, B does not split evenly over the N/k
+            replicas, or a needed run is not in `runs` (the message says which point to measure).
     """
-    if gpus < 2:
-        raise ConfigError(f"gpus = {gpus}: replicas vs TP needs at least 2 GPUs")
-    if total_batch < 1 or total_batch % gpus:
-        raise ConfigError(f"total_batch = {total_batch} does not split evenly over {gpus} replicas")
+    if replica_tp < 1 or gpus <= replica_tp or gpus % replica_tp:
+        raise ConfigError(
+            f"gpus = {gpus} with replica_tp = {replica_tp}: replicas of k GPUs vs one TP group needs "
+            "k to divide the GPUs and be smaller"
+        )
+    copies = gpus // replica_tp
+    if total_batch < 1 or total_batch % copies:
+        raise ConfigError(f"total_batch = {total_batch} does not split evenly over {copies} replicas")
     runs = list(runs)
     want = {
         "model": model,
@@ -186,12 +194,12 @@ def compare_replicas_tp(
         "input_len": input_len,
         "output_len": output_len,
     }
-    per_copy = total_batch // gpus
-    single = _matching(runs, tp_size=1, batch_size=per_copy, want=want)
+    per_copy = total_batch // copies
+    single = _matching(runs, tp_size=replica_tp, batch_size=per_copy, want=want)
     group = _matching(runs, tp_size=gpus, batch_size=total_batch, want=want)
     shape = f"{model} {engine} {mode or ''} in {input_len} / out {output_len}".replace("  ", " ")
     if not single:
-        raise ConfigError(f"no ok run of {shape} at tp_size 1, batch {per_copy}: measure it first")
+        raise ConfigError(f"no ok run of {shape} at tp_size {replica_tp}, batch {per_copy}: measure it first")
     if not group:
         raise ConfigError(f"no ok run of {shape} at tp_size {gpus}, batch {total_batch}: measure it first")
     return ParallelComparison(
@@ -200,8 +208,9 @@ def compare_replicas_tp(
         total_batch=total_batch,
         input_len=input_len,
         output_len=output_len,
-        replicas=_figures(single, "replicas", gpus, gpus, per_copy),
+        replicas=_figures(single, "replicas", gpus, copies, per_copy),
         tp=_figures(group, "tp", gpus, 1, total_batch),
+        replica_tp=replica_tp,
     )
 
 
@@ -227,6 +236,7 @@ def comparison_table(
             {
                 "total_batch": total_batch,
                 "gpus": c.gpus,
+                "replica_tp": c.replica_tp,
                 "replicas_energy_j": c.replicas.energy_j["total"],
                 "tp_energy_j": c.tp.energy_j["total"],
                 "replicas_latency_s": c.replicas.latency_s["total"],

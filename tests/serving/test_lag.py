@@ -38,9 +38,7 @@ def _record(index: int, token_times: list[float]) -> RequestRecord:
 
 def _lagging_run() -> tuple[list[MonitorSample], list[RequestRecord], list[tuple[float, float, float]]]:
     """GPU at 400 W for 0-4 s then idle (70 W) to 10 s; the frontend at 100% throughout; tokens 0.1-10 s."""
-    samples = [
-        MonitorSample(t / 10, (100.0,), (400.0 if t / 10 < 4 else 70.0,)) for t in range(0, 101)
-    ]
+    samples = [MonitorSample(t / 10, (100.0,), (400.0 if t / 10 < 4 else 70.0,)) for t in range(0, 101)]
     records = [_record(i, [0.1 * k + 0.01 * i for k in range(1, 100)]) for i in range(4)]
     intervals = [(t / 2, t / 2 + 0.5, (400.0 if t / 2 < 4 else 70.0) * 0.5) for t in range(20)]
     return samples, records, intervals
@@ -93,15 +91,15 @@ def test_busy_stub_streaming_after_the_simulated_gpu_went_idle_is_flagged(busy):
         start = time.perf_counter()
         trace.set(start, 400.0)  # the "GPU" works for the first 1.5 s of the run, then idles
         trace.set(start + 1.5, 70.0)
-        run = replay_servers(
-            servers, requests, gpus=[gpu], idle_s=0, warmup_requests=0, window_period_s=0.25
-        )
+        run = replay_servers(servers, requests, gpus=[gpu], idle_s=0, warmup_requests=0, window_period_s=0.25)
     assert all(r.success for r in run.records)
     assert run.lag is not None and run.windows is not None and run.windows.gpu is not None
     assert run.windows.gpu.end_s == pytest.approx(start + 1.5, abs=0.3)
     if busy:
         assert run.lag.cpu_peak_pct > 50
-        lag = detect_frontend_lag(run.samples, run.records, None, cpu_busy_pct=min(90.0, run.lag.cpu_peak_pct - 10))
+        lag = detect_frontend_lag(
+            run.samples, run.records, None, cpu_busy_pct=min(90.0, run.lag.cpu_peak_pct - 10)
+        )
         assert lag.flagged and lag.lag_s > 0.5
         assert run.windows.client.energy_per_output_token_j > run.windows.gpu.energy_per_output_token_j
     else:

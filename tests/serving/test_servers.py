@@ -1,4 +1,4 @@
-"""Server lifecycle against real child processes: health wait, log tail, group kill, signals, death mid-run."""
+"""Server lifecycle with real child processes: health wait, log tail, group kill, signals, death mid-run."""
 
 from __future__ import annotations
 
@@ -122,7 +122,9 @@ def test_sigterm_or_ctrl_c_of_the_driver_leaves_no_orphan(tmp_path, sig):
 
 def test_server_death_mid_run_fails_the_rest_with_the_reason_and_keeps_a_partial_run(tmp_path):
     """The stub crashes after ~1.5 s of a 4 s load: what was done is kept, the rest is failed and marked."""
-    server = stub_server(token_delay_s=0.01, extra_args=["--fail-after-s", "1.5"], log_path=tmp_path / "s.log")
+    server = stub_server(
+        token_delay_s=0.01, extra_args=["--fail-after-s", "1.5"], log_path=tmp_path / "s.log"
+    )
     requests = [Request(8, 10, 0.1 * i) for i in range(40)]
     with ServerGroup([server]) as started:
         run = replay_servers(started, requests, idle_s=0, warmup_requests=0, timeout_s=5.0)

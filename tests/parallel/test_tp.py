@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from llm_energy.architectures import load_architecture
+from llm_energy.cli import app
 from llm_energy.engines.base import Batch
 from llm_energy.engines.hf import HFEngine, HFEngineConfig
 from llm_energy.engines.hf_tp import TPEngine, token_lists
@@ -209,3 +211,17 @@ def test_replicas_vs_tp_from_stored_runs(tp2: TPEngine, tmp_path: Path) -> None:
     assert "tp_size 1, batch 2: measure it first" in rows[1]["missing"]
     with pytest.raises(ConfigError, match="total_batch = 3 does not split evenly over 2"):
         compare_replicas_tp(runs, total_batch=3, **shape)
+
+    import llm_energy.cli.parallel  # noqa: F401 - registers `tp-compare` (until llm_energy.cli imports it)
+
+    args = ["tp-compare", "--model", "tiny", "--gpus", "2", "--total-batch", "2", "--total-batch", "4"]
+    args += ["--input-len", "8", "--output-len", "4", "--db", str(tmp_path / "runs.db")]
+    shown = CliRunner().invoke(app, [*args, "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)[0]["energy_ratio_tp_over_replicas"] == pytest.approx(c.energy_ratio)
+    assert CliRunner().invoke(app, args).exit_code == 0
+    uneven = CliRunner().invoke(app, [*args, "--gpus", "4", "--replica-tp", "2", "--json"])
+    assert uneven.exit_code == 0  # batch 2 over 2 replicas of TP 2: no runs, a row that says so
+    assert "tp_size 2, batch 1: measure it first" in json.loads(uneven.stdout)[0]["missing"]
+    bad = CliRunner().invoke(app, [*args, "--gpus", "3", "--replica-tp", "2"])
+    assert bad.exit_code == 2 and "replica_tp = 2" in bad.output

@@ -146,6 +146,19 @@ def _figures(
     )
 
 
+def check_layouts(gpus: int, replica_tp: int = 1) -> None:
+    """Check that N GPUs hold N/k replicas of TP k and one TP-N group.
+
+    Raises:
+        ConfigError: k < 1, or k does not divide N, or k is not below N (names both values).
+    """
+    if replica_tp < 1 or gpus <= replica_tp or gpus % replica_tp:
+        raise ConfigError(
+            f"gpus = {gpus} with replica_tp = {replica_tp}: replicas of k GPUs vs one TP group needs "
+            "k to divide the GPUs and be smaller"
+        )
+
+
 def compare_replicas_tp(
     runs: Iterable[RunResult],
     *,
@@ -177,11 +190,7 @@ def compare_replicas_tp(
         ConfigError: k does not divide N or is not below it, B does not split evenly over the N/k
             replicas, or a needed run is not in `runs` (the message says which point to measure).
     """
-    if replica_tp < 1 or gpus <= replica_tp or gpus % replica_tp:
-        raise ConfigError(
-            f"gpus = {gpus} with replica_tp = {replica_tp}: replicas of k GPUs vs one TP group needs "
-            "k to divide the GPUs and be smaller"
-        )
+    check_layouts(gpus, replica_tp)
     copies = gpus // replica_tp
     if total_batch < 1 or total_batch % copies:
         raise ConfigError(f"total_batch = {total_batch} does not split evenly over {copies} replicas")
@@ -223,7 +232,12 @@ def comparison_table(
         runs: Stored runs.
         total_batches: Total loads B to compare at.
         **shape: `compare_replicas_tp`'s keyword arguments other than `total_batch`.
+
+    Raises:
+        ConfigError: the GPUs cannot hold both layouts (`check_layouts`); a load that does not split
+            or a run not measured is a row with `missing` instead.
     """
+    check_layouts(shape["gpus"], shape.get("replica_tp", 1))
     runs = list(runs)
     rows: list[dict[str, Any]] = []
     for total_batch in total_batches:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from llm_energy.errors import EngineError, OutOfMemory
@@ -62,6 +63,13 @@ def free_port() -> int:
 def backend_for(device: str) -> str:
     """Return the torch.distributed backend for `device`: nccl on CUDA, gloo on the CPU."""
     return "nccl" if device.startswith("cuda") else "gloo"
+
+
+def package_root() -> str:
+    """Return the directory `llm_energy` was imported from (src/ in a checkout)."""
+    import llm_energy
+
+    return str(Path(llm_energy.__file__).resolve().parents[1])
 
 
 def cpu_threads_per_rank(world_size: int) -> int:
@@ -217,6 +225,8 @@ class TPGroup:
                 if self.device != "cpu"
                 else str(rank),
             }
+            # The followers import this very package, wherever it was imported from here.
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root(), env.get("PYTHONPATH", "")) if p)
             if self.device == "cpu":
                 # Ranks share the CPU: each takes its part of the cores, or OpenMP threads spinning
                 # in every rank make each collective wait for a time slice (x30 slower on 2 cores).

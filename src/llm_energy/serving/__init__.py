@@ -3,12 +3,23 @@
 `run_load` drives an OpenAI-compatible server (vLLM, transformers serve, any OpenAI-style endpoint)
 in open or closed loop and returns one `RequestRecord` per request sent, failures included;
 `summarise`, `steady_state_window`, `serving_energy` and `attribute_energy` are pure functions over
-those records. `StubServer` is a local streaming stub for tests, demos and benchmarks. Importing this
+those records. `servers` launches transformers serve / vLLM (or wraps a URL), `balancer` spreads
+requests over replicas, `lag` detects frontend lag, and `replay_servers` runs one measured session.
+`StubServer` is a local streaming stub for tests, demos and benchmarks. Importing this
 package imports httpx but nothing heavy.
 """
 
 from __future__ import annotations
 
+from llm_energy.serving.balancer import POLICIES, Balancer, Policy
+from llm_energy.serving.lag import (
+    FrontendLag,
+    MonitorSample,
+    ServerMonitor,
+    WindowComparison,
+    compare_windows,
+    detect_frontend_lag,
+)
 from llm_energy.serving.loadgen import (
     SLO_METRICS,
     Mode,
@@ -39,36 +50,50 @@ from llm_energy.serving.request import (
     ServerKind,
     check_reachable,
     completions_url,
+    prompt_text,
     prompt_token_ids,
     request_body,
     stream_request,
 )
+from llm_energy.serving.session import ServingRun, replay_servers
 from llm_energy.serving.stub import StubConfig, StubFault, StubServer
 
 __all__ = [
     "FAILURES",
+    "POLICIES",
     "SERVER_KINDS",
     "SLO_METRICS",
+    "Balancer",
     "EnergyAttribution",
     "Failure",
+    "FrontendLag",
     "LatencySummary",
     "Mode",
+    "MonitorSample",
+    "Policy",
     "RequestRecord",
     "ServerKind",
+    "ServerMonitor",
     "ServingEnergy",
+    "ServingRun",
     "ServingSummary",
     "StubConfig",
     "StubFault",
     "StubServer",
+    "WindowComparison",
     "attribute_energy",
     "check_reachable",
+    "compare_windows",
     "completions_url",
+    "detect_frontend_lag",
     "e2e_s",
     "itl_s",
     "latency_summary",
     "meets_slo",
     "parse_slo",
+    "prompt_text",
     "prompt_token_ids",
+    "replay_servers",
     "request_body",
     "run_load",
     "schedule_at_rate",

@@ -12,7 +12,7 @@ online/offline comparison: `llm_energy.store.serving.read_serving_requests`).
         [--scales 1,2,4] [--model llama-3.1-8b] [--vllm-mode cudagraphs] [--max-num-seqs 256]
 
 Budget with the defaults (vLLM, CUDA graphs): ~140 s server start + 3 x (60 s load + drain + 2 s
-idle) ≈ 6-7 minutes. `--smoke` runs the tiny model on CPU against `transformers serve` (or
+idle) ≈ 6-7 minutes; at most ~8.5 minutes when every rate drains for the full 60 s request timeout. `--smoke` runs the tiny model on CPU against `transformers serve` (or
 `--server stub`) with short lengths, for testing this script without a GPU.
 """
 
@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--slo", default="ttft=2s,tpot=100ms")
     p.add_argument("--vllm-mode", default="cudagraphs", choices=["cudagraphs", "eager"])
     p.add_argument("--max-num-seqs", type=int, default=256)
-    p.add_argument("--timeout-s", type=float, default=120.0, help="bound on each request")
+    p.add_argument("--timeout-s", type=float, default=60.0, help="bound on each request (and on the drain)")
     p.add_argument("--idle-s", type=float, default=2.0)
     p.add_argument("--max-input-tokens", type=int, default=None, help="clip prompt lengths")
     p.add_argument("--max-output-tokens", type=int, default=None, help="clip output lengths")
@@ -82,7 +82,9 @@ def make_servers(args: argparse.Namespace) -> list[ServerProcess]:
         mode=args.vllm_mode,
         max_num_seqs=args.max_num_seqs,
         log_dir=logs,
-        transformers_cb=(256, 64, 2048) if args.device == "cpu" else (256, 2048, 8192),
+        transformers_cb=(256, 64, 2048)
+        if args.device == "cpu"
+        else (256, 1024, 8192),  # 1024 x 256 tokens: ~34 GB of KV for 8B
     )
 
 

@@ -93,6 +93,7 @@ def test_tp_size_above_the_visible_gpus_is_refused_before_loading() -> None:
         ({"engine": "simulated"}, "needs engine 'hf'"),
         ({"mode": "compiled"}, "runs in mode eager only, not 'compiled'"),
         ({"tp_size": 0}, "tp_size"),
+        ({"power_limit_w": 300.0}, "tp_size = 2 with GPU settings"),
     ],
 )
 def test_tp_settings_refused(fields: dict[str, object], message: str) -> None:

@@ -27,7 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from llm_energy.errors import EngineError, OutOfMemory
+from llm_energy.errors import EngineError, LlmEnergyError, OutOfMemory
 
 logger = logging.getLogger(__name__)
 
@@ -282,16 +282,16 @@ class TPGroup:
         if op not in STATUS_OPS:
             return local()
         result: Any = None
-        error: BaseException | None = None
+        error: Exception | None = None
         try:
             result = local()
-        except (EngineError, RuntimeError, MemoryError) as exc:
+        except Exception as exc:  # noqa: BLE001 - every rank must reach the status exchange first
             error = exc
         statuses = self.gather_statuses(status_of(error))
-        if error is not None and not isinstance(error, EngineError):
-            raise EngineError(f"rank 0: {type(error).__name__}: {error}") from error
-        if error is not None:
+        if isinstance(error, LlmEnergyError):
             raise error
+        if error is not None:
+            raise EngineError(f"rank 0: {type(error).__name__}: {error}") from error
         raise_first_error(statuses)
         return result
 

@@ -129,6 +129,8 @@ def make_point(**fields: Any) -> Point:
         from llm_energy.parallel.checks import check_tp_point
 
         check_tp_point(point.engine, mode, point.tp_size, arch)
+        if point.changes_gpu_settings:
+            raise ConfigError(f"tp_size = {point.tp_size} with GPU settings: settings apply to one GPU only")
     return point.model_copy(update={"mode": mode})
 
 

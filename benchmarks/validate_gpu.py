@@ -42,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--options", default="{}", help="engine options as JSON")
     ap.add_argument("--idle-s", type=float, default=3.0)
     ap.add_argument("--out-dir", type=Path, required=True)
+    ap.add_argument(
+        "--points",
+        nargs="*",
+        default=[],
+        help="homogeneous points BATCH:IN:OUT measured first with the loaded engine (run_point), stored in --db",
+    )
+    ap.add_argument("--db", type=Path, default=None, help="store for --points (default: <out-dir>/points.db)")
     args = ap.parse_args(argv)
 
     samples = {
@@ -60,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         [(b, [b]) for b in args.batch_sizes] if per_batch_load else [(None, args.batch_sizes)]
     )
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    from llm_energy.store import Store
+
+    store = Store(args.db or args.out_dir / "points.db")
     done = 0
     for load_batch, batch_sizes in setups:
         options: dict[str, Any] = json.loads(args.options)
@@ -85,6 +95,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"loaded in {time.monotonic() - t0:.0f} s", flush=True)
             assert worker.engine is not None and worker.meter is not None and worker.idle is not None
             idle_w = worker.idle.energy_sum_j("gpu") / max(worker.idle.duration_s, 1e-9)
+            for spec in args.points:
+                b, lin, lout = (int(x) for x in spec.split(":"))
+                if b > max(batch_sizes):
+                    continue  # vLLM: a point runs with the load whose max_num_seqs holds it
+                if per_batch_load and load_batch != max(args.batch_sizes):
+                    continue  # measured once, with the largest load
+                fields = {**point.model_dump(), "batch_size": b, "input_len": lin, "output_len": lout}
+                results = worker.run(make_point(**fields))
+                store.write_runs(results)
+                r = results[0]
+                per_tok = r.phases["total"].energy_per_token_j if r.status == "ok" else float("nan")
+                print(f"point b{b} in{lin} out{lout}: {r.status} {per_tok:.4f} J/out-token", flush=True)
             for batch in batch_sizes:
                 for name, (sample, eligible) in samples.items():
                     t1 = time.monotonic()

@@ -15,8 +15,10 @@ Plans (the TP1 batches the replica comparison needs are added automatically):
     # nvidia-h200-x4 / x8: Llama-3.1-70B shapes (bf16, random weights), TP 2 / 4 (/ 8)
     PYTHONPATH=src python3 benchmarks/tp_gpu.py $OUT --plan 70b --tp-sizes 2 4 8
 
-With fewer visible GPUs than the largest TP size asked for, it refuses before loading anything
-(exit 2). `--smoke` runs the tiny model on the CPU with 2 gloo ranks (what the tests run).
+Points already measured (an ok run in OUT/runs.db) are not measured again, so a plan too long for one
+command can be split over several with the same OUT (e.g. `--tp-sizes 2 4`, then `--tp-sizes 2 8`);
+the comparison tables are built from every run stored there. With fewer visible GPUs than the largest
+TP size asked for, it refuses before loading anything (exit 2). `--smoke` runs the tiny model on the CPU with 2 gloo ranks (what the tests run).
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ def run_group(args: argparse.Namespace, tp: int, batches: list[int], store: Any)
     from llm_energy.sweep.spec import make_point
     from llm_energy.sweep.worker import GroupWorker
 
+    stored = store.point_statuses()
     points = [
         make_point(
             model=args.model,
@@ -118,10 +121,14 @@ def run_group(args: argparse.Namespace, tp: int, batches: list[int], store: Any)
         )
         for b in batches
     ]
+    done = [p.batch_size for p in points if "ok" in stored.get(p.point_id(), set())]
+    points = [p for p in points if p.batch_size not in done]
+    rows: list[dict[str, Any]] = []
+    group: dict[str, Any] = {"tp_size": tp, "rows": rows, "already_stored": done}
+    if not points:
+        return group
     options = RunOptions(target_window_s=args.window_s, repeats=args.repeats)
     worker = GroupWorker(points[0], options, idle_s=args.idle_s, sweep_name=f"tp_gpu-{args.plan}")
-    rows: list[dict[str, Any]] = []
-    group: dict[str, Any] = {"tp_size": tp, "rows": rows}
     t0 = time.perf_counter()
     try:
         worker.open()
@@ -257,6 +264,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     for group in summary["groups"]:
         sync = group.get("lockstep_sync_s")
         extra = f", sync {sync * 1e3:.2f} ms" if sync is not None else ""
+        if group["already_stored"]:
+            extra += f", already stored: batch {group['already_stored']}"
         print(
             f"TP{group['tp_size']}: load {group.get('load_s', float('nan')):.1f} s{extra} {group.get('error', '')}"
         )

@@ -39,6 +39,17 @@ def test_smoke_measures_tp1_tp2_and_compares_replicas(tmp_path: Path) -> None:
     assert "missing" in row_1  # batch 1 cannot split over 2 replicas
     assert row_2["total_batch"] == 2 and row_2["energy_ratio_tp_over_replicas"] > 0
 
+    # A second command on the same OUT measures nothing again and still compares from the store.
+    assert _script().main([str(tmp_path), "--smoke", "--tp-sizes", "2"]) == 0
+    again = json.loads((tmp_path / "tp_gpu.json").read_text())
+    assert [(g["tp_size"], g["rows"], g["already_stored"]) for g in again["groups"]] == [
+        (1, [], [1]),
+        (2, [], [1, 2]),
+    ]
+    assert again["comparisons"]["tp2_vs_2x_tp1"][1]["energy_ratio_tp_over_replicas"] == pytest.approx(
+        row_2["energy_ratio_tp_over_replicas"]
+    )
+
 
 def test_refuses_more_gpus_than_visible_before_loading(tmp_path: Path) -> None:
     import torch

@@ -38,7 +38,9 @@ def main() -> None:
             estimate_trace(lin, lout, profile, method=method)
             times.append(time.perf_counter() - t0)
         med = statistics.median(times)
-        print(f"{method:10s} {args.requests:,} requests: median {med:.3f} s = {med / TARGET_S:.2f}x the {TARGET_S:.0f} s target")
+        print(
+            f"{method:10s} {args.requests:,} requests: median {med:.3f} s = {med / TARGET_S:.2f}x the {TARGET_S:.0f} s target"
+        )
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ def main() -> None:
 # Importing the command modules registers their commands on `app` (they import it from here).
 from llm_energy.cli import measure as _measure  # noqa: E402, F401
 from llm_energy.cli import model as _model  # noqa: E402, F401
+from llm_energy.cli import parallel as _parallel  # noqa: E402, F401
 from llm_energy.cli import report as _report  # noqa: E402, F401
 from llm_energy.cli import serve as _serve  # noqa: E402, F401
 from llm_energy.cli import validate as _validate  # noqa: E402, F401

@@ -63,7 +63,7 @@ def _measure_run(
         seed=seed,
         options=opts,
     )
-    worker = GroupWorker(point, RunOptions(), idle_s=idle_s, on_status=lambda m: err_console.print(m))
+    worker = GroupWorker(point, RunOptions(), idle_s=idle_s, on_status=err_console.print)
     try:
         env = worker.open()
         assert worker.engine is not None and worker.meter is not None

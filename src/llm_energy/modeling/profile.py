@@ -23,7 +23,10 @@ from llm_energy.modeling.calibration import CalibrationGrid, calibration_table, 
 from llm_energy.modeling.parametric import ParametricModel
 
 PROFILE_FORMAT = 1
-BUNDLED_PROFILES = {"h100-llama-3.1-8b-vllm": "h100-llama-3.1-8b-vllm-cudagraphs.json"}
+BUNDLED_PROFILES = {
+    "h100-llama-3.1-8b-vllm": "h100-llama-3.1-8b-vllm-cudagraphs.json",
+    "h100-llama-3.1-8b-hf-eager": "h100-llama-3.1-8b-hf-eager.json",
+}
 """Profiles shipped in `llm_energy/data/profiles/`, fitted from the bundled calibration data."""
 DEFAULT_PROFILE = "h100-llama-3.1-8b-vllm"
 

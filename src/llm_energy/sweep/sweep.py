@@ -65,7 +65,7 @@ def environment_id(point: Point) -> str:
 
         return str(collect_env([SimulatedGpu(SimClock())])["env_id"])
     gpus, cpus, _ = local_devices(point.device, probe_update_period=False)
-    return str(collect_env(gpus, cpus)["env_id"])
+    return str(collect_env(gpus, cpus, engine=point.engine)["env_id"])
 
 
 def estimate_gpu_s(points: Sequence[Point], options: RunOptions, idle_s: float) -> float:

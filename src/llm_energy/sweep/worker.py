@@ -254,7 +254,7 @@ class GroupWorker:
             else:
                 self.engine = build_engine(p.engine, arch, **fields)
             gpus, cpus, notes = local_devices(device, cpu_tdp_w=self.cpu_tdp_w, count=p.tp_size)
-            self.env = collect_env(gpus, cpus, notes)
+            self.env = collect_env(gpus, cpus, notes, engine=p.engine)
             self.meter = EnergyMeter(gpus, cpus, sync=self.engine.synchronize)
         assert self.meter is not None and self.engine is not None
         settings = point_gpu_settings(self.first)

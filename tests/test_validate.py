@@ -13,36 +13,13 @@ from llm_energy.engines.simulated import SimulatedEngine, SimulatedEngineConfig
 from llm_energy.errors import ConfigError
 from llm_energy.meters.base import EnergyMeter
 from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
-from llm_energy.modeling.profile import fit_profile
-from llm_energy.sweep.spec import parse_spec
-from llm_energy.sweep.sweep import run_sweep
 from llm_energy.validate import ValidationRun, compare, run_validation, sample_requests, static_batches
 from llm_energy.workloads.traces import Trace
-
-CALIBRATION = """\
-name: sim-validate
-models: [sim]
-engines: [{engine: simulated}]
-batch_sizes: [1, 8, 32]
-input_lens: [64, 256, 1024]
-output_lens: [16, 64]
-window_s: 1.0
-idle_s: 1.0
-"""
-
-
-@pytest.fixture(scope="module")
-def sim_profile(tmp_path_factory):
-    from llm_energy.store import Store
-
-    with Store(tmp_path_factory.mktemp("db") / "calib.db") as store:
-        run_sweep(parse_spec(CALIBRATION), store)
-        return fit_profile(store.runs_frame())
 
 
 def _trace(n: int = 120, seed: int = 1) -> Trace:
     rng = np.random.default_rng(seed)
-    return Trace("synthetic", rng.integers(64, 1024, n), rng.integers(16, 64, n))
+    return Trace("synthetic", rng.integers(128, 2048, n), rng.integers(32, 128, n))
 
 
 def _sim(batch_size: int) -> tuple[SimulatedEngine, EnergyMeter, SimClock]:
@@ -52,7 +29,7 @@ def _sim(batch_size: int) -> tuple[SimulatedEngine, EnergyMeter, SimClock]:
     return engine, EnergyMeter([gpu], clock=clock), clock
 
 
-def _run(batching: str, batch_size: int = 8):
+def _run(batching: str, batch_size: int = 4):
     engine, meter, clock = _sim(batch_size)
     return run_validation(
         engine,
@@ -80,7 +57,7 @@ def test_static_batches_pad_each_group_to_its_longest_request():
 def test_static_run_costs_its_padding_and_the_padded_model_sees_it(sim_profile):
     """Padded batches cost more than the per-request binning says; the per-batch estimate matches."""
     run = _run("static")
-    assert run.batching == "static" and len(run.batches) == 15
+    assert run.batching == "static" and len(run.batches) == 30
     assert sum(b.energy_j for b in run.batches) == pytest.approx(run.energy_j)
     assert run.window_energy_j > run.energy_j  # the simulated prepare (0.5 s per batch) lies between
     errors = {e.method: e for e in compare(run, sim_profile)}
@@ -101,9 +78,9 @@ def test_continuous_run_matches_the_per_request_binning(sim_profile):
 
 def test_sample_respects_length_limits_and_refuses_too_few():
     tr = _trace(200)
-    sample, eligible = sample_requests(tr, 30, max_input_tokens=500, max_output_tokens=40)
-    assert len(sample) == 30 and sample.input_tokens.max() <= 500 and sample.output_tokens.max() <= 40
-    assert eligible == int(((tr.input_tokens <= 500) & (tr.output_tokens <= 40)).sum())
+    sample, eligible = sample_requests(tr, 30, max_input_tokens=1000, max_output_tokens=80)
+    assert len(sample) == 30 and sample.input_tokens.max() <= 1000 and sample.output_tokens.max() <= 80
+    assert eligible == int(((tr.input_tokens <= 1000) & (tr.output_tokens <= 80)).sum())
     with pytest.raises(ConfigError, match="cannot sample 500"):
         sample_requests(tr, 500)
 

@@ -110,7 +110,8 @@ def test_bad_input_is_refused_before_loading_weights() -> None:
         make_point(
             model="tiny", engine="hf-spec", device="cpu", options={"draft_model": "tiny", "lookahead": 0}
         )
-    with pytest.raises(ConfigError, match="vocabulary"):  # the default draft is Llama-3.2-1B: not tiny's vocab
+    # The default draft is Llama-3.2-1B, whose vocabulary is not tiny's.
+    with pytest.raises(ConfigError, match="vocabulary"):
         build_engine("hf-spec", TINY, device="cpu")
     with pytest.raises(ConfigError, match="mode"):
         make_point(

@@ -45,7 +45,8 @@ class HFSpeculativeConfig(BaseModel):
     init: Literal["normal", "uniform", "zeros"] = Field("normal", description="random weight init")
     seed: int = Field(0, description="seed for the target's weights and the inputs; the draft uses seed + 1")
     draft_model: str = Field(
-        "llama-3.2-1b", description="draft: bundled architecture name or local checkpoint dir (the seed's pair)"
+        "llama-3.2-1b",
+        description="draft: bundled architecture name or local checkpoint dir (the seed's pair)",
     )
     lookahead: int = Field(4, description="tokens γ the draft proposes per round (>= 1)")
     spec_agree: bool = Field(False, description="zero both final norms so draft and target always agree")

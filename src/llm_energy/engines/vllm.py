@@ -144,6 +144,9 @@ class VllmEngine:
             OutOfMemory: weights or the KV cache for one `max_model_len` sequence do not fit.
             EngineError: vLLM failed to start (its log holds the root cause).
         """
+        from llm_energy.compat import shield_broken_amdsmi
+
+        shield_broken_amdsmi()  # vLLM's engine processes import Ray, which imports amdsmi unguarded
         from vllm import LLM
 
         model_dir = self.arch.path or self._write_config_dir()

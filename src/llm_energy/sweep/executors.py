@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
+from llm_energy.compat import shield_broken_amdsmi
 from llm_energy.errors import ConfigError
 from llm_energy.records import RunResult
 from llm_energy.sweep.runner import RunOptions
@@ -107,7 +108,7 @@ class RayExecutor:
         num_gpus: float = 1.0,
         **init_kwargs: Any,
     ) -> None:
-        worker_env = _shield_broken_amdsmi()
+        worker_env = shield_broken_amdsmi()
         try:
             import ray
         except ImportError as exc:
@@ -161,43 +162,6 @@ class RayExecutor:
             if actor is not None:
                 self.ray.get(actor.close.remote())
                 self.ray.kill(actor)
-
-
-def _shield_broken_amdsmi() -> dict[str, str]:
-    """Keep a broken `amdsmi` from crashing Ray; return env vars for Ray's worker processes.
-
-    Zeus depends on `amdsmi`, whose PyPI build raises KeyError on import where ROCm's libamd_smi.so
-    is missing (any non-AMD machine); Ray's accelerator probe imports it without guarding against
-    that and fails at `import ray` (seen with ray 2.60 / amdsmi 7.0.2). Where the import is broken
-    we make it an ImportError — which both Ray and Zeus handle — in this process and, through a
-    stub package on PYTHONPATH, in Ray's workers. Machines with a working amdsmi are untouched.
-    """
-    import contextlib
-    import io
-    import os
-    import sys
-    import tempfile
-    from pathlib import Path
-
-    if "amdsmi" in sys.modules:
-        return {}
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # amdsmi prints to stdout when it fails
-            import amdsmi  # noqa: F401
-        return {}
-    except ImportError:
-        return {}
-    except Exception:  # noqa: BLE001 - the KeyError described above, or any other broken import
-        logger.info("amdsmi import is broken here; hiding it from Ray")
-    sys.modules["amdsmi"] = None  # type: ignore[assignment]  # later imports raise ImportError
-    stub = Path(tempfile.mkdtemp(prefix="llm-energy-noamdsmi-"))
-    (stub / "amdsmi").mkdir()
-    (stub / "amdsmi" / "__init__.py").write_text(
-        "raise ImportError('amdsmi hidden: libamd_smi.so is missing')\n"
-    )
-    pythonpath = os.pathsep.join(p for p in (str(stub), os.environ.get("PYTHONPATH", "")) if p)
-    os.environ["PYTHONPATH"] = pythonpath  # a local cluster started by ray.init inherits it
-    return {"PYTHONPATH": pythonpath}
 
 
 EXECUTORS: dict[str, str] = {

@@ -61,6 +61,10 @@ class MeasuredBatch:
     energy_j: float
     uncertainty_j: float
     duration_s: float
+    start_s: float | None = None
+    """When the batch's prefill began, seconds after the first batch's (its requests queued until then)."""
+    prefill_s: float | None = None
+    """Prefill time of the batch (timed apart inside its energy window; None: the engine cannot split)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,14 @@ class ValidationRun:
     batches: list[MeasuredBatch] = field(default_factory=list)
     env: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
+    ttft_s: list[float] = field(default_factory=list)
+    """Per request (offline: every request queued at the start): time to first token; empty: not measured."""
+    tpot_s: list[float] = field(default_factory=list)
+    """Per request: mean time per output token after the first (a padded batch's decode step time)."""
+    e2e_s: list[float] = field(default_factory=list)
+    """Per request: time until its output is returned (a static batch returns all rows at its end)."""
+    latency_note: str = ""
+    """How the latencies were measured, or why they were not."""
 
     @property
     def requests(self) -> int:
@@ -234,32 +246,18 @@ def run_validation(
             produced = engine.generate_requests(lin.tolist(), lout.tolist(), seed)  # type: ignore[attr-defined]
             engine.synchronize()
         logger.info("%d requests, %d output tokens in %.1f s", len(lin), produced, clock() - t0_s)
+        latencies = _engine_latencies(engine, len(lin))
     else:
         engine.prepare(batches[0])
         engine.generate()  # unmeasured warm-up at the first shape (the allocator, kernels, clocks)
         engine.synchronize()
         with meter.window("validate") as whole:
+            t0_s = clock()
             for k, batch in enumerate(batches):
                 engine.prepare(batch)
-                # Per-batch windows are a breakdown inside the measured whole; short ones are expected
-                # and their uncertainty is reported, so their short-window warning would only be noise.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", MeasurementWarning)
-                    with meter.window(f"batch-{k}") as part:
-                        engine.generate()
-                        engine.synchronize()
-                m = part.measurement
-                measured.append(
-                    MeasuredBatch(
-                        batch.batch_size,
-                        batch.input_tokens,
-                        batch.output_tokens,
-                        m.gpu_energy_j,
-                        m.gpu_uncertainty_j,
-                        m.duration_s,
-                    )
-                )
-                logger.info("batch %d/%d: %.0f J", k + 1, len(batches), m.gpu_energy_j)
+                measured.append(_run_batch(engine, meter, batch, k, clock, t0_s))
+                logger.info("batch %d/%d: %.0f J", k + 1, len(batches), measured[-1].energy_j)
+        latencies = _static_latencies(measured, lout)
     total = whole.measurement
     energy_j, uncertainty_j = total.gpu_energy_j, total.gpu_uncertainty_j
     if measured:
@@ -287,7 +285,107 @@ def run_validation(
         batches=measured,
         env=dict(env or {}),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        **latencies,
     )
+
+
+def _run_batch(
+    engine: Engine, meter: EnergyMeter, batch: Batch, k: int, clock: Clock, t0_s: float
+) -> MeasuredBatch:
+    """Run one prepared padded batch in its own energy window, timing its prefill apart inside it."""
+    # Per-batch windows are a breakdown inside the measured whole; short ones are expected and their
+    # uncertainty is reported, so their short-window warning would only be noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MeasurementWarning)
+        with meter.window(f"batch-{k}") as part:
+            start_s = clock()
+            prefill_s: float | None = None
+            if engine.separate_decode:
+                # The synchronize only ends the prefill's timer; the window spans the whole batch.
+                engine.prefill()
+                engine.synchronize()
+                prefill_s = clock() - start_s
+                if batch.decode_steps > 0:
+                    engine.decode()
+            else:
+                engine.generate()
+            engine.synchronize()
+    m = part.measurement
+    return MeasuredBatch(
+        batch.batch_size,
+        batch.input_tokens,
+        batch.output_tokens,
+        m.gpu_energy_j,
+        m.gpu_uncertainty_j,
+        m.duration_s,
+        start_s=start_s - t0_s,
+        prefill_s=prefill_s,
+    )
+
+
+def _static_latencies(batches: list[MeasuredBatch], output_tokens: np.ndarray) -> dict[str, Any]:
+    """Per-request TTFT / TPOT / E2E of padded batches run back to back, every request queued at t=0."""
+    if not batches or any(b.prefill_s is None or b.start_s is None for b in batches):
+        return {"latency_note": "latency not measured: the engine cannot time prefill apart"}
+    ttft: list[float] = []
+    tpot: list[float] = []
+    e2e: list[float] = []
+    for b in batches:
+        assert b.start_s is not None and b.prefill_s is not None
+        step_s = (b.duration_s - b.prefill_s) / (b.output_tokens_max - 1) if b.output_tokens_max > 1 else 0.0
+        ttft += [b.start_s + b.prefill_s] * b.requests
+        tpot += [step_s] * b.requests
+        e2e += [b.start_s + b.duration_s] * b.requests
+    assert len(ttft) == len(output_tokens)
+    return {
+        "ttft_s": ttft,
+        "tpot_s": tpot,
+        "e2e_s": e2e,
+        "latency_note": (
+            "offline: every request queued at the start; TTFT = its batch's wait + prefill, TPOT = the "
+            "padded batch's decode step, E2E = its batch's end"
+        ),
+    }
+
+
+def _engine_latencies(engine: Engine, requests: int) -> dict[str, Any]:
+    """Latencies a continuous engine reports for its last `generate_requests`, where it does.
+
+    An engine may set `last_request_latencies_s` to one (ttft_s, tpot_s, e2e_s) per request (vLLM's
+    `RequestOutput.metrics` where its statistics are on); otherwise latency was not measured.
+    """
+    reported = getattr(engine, "last_request_latencies_s", None)
+    if not reported or len(reported) != requests:
+        return {"latency_note": f"latency not measured: {engine.name} reports no per-request timing"}
+    return {
+        "ttft_s": [float(r[0]) for r in reported],
+        "tpot_s": [float(r[1]) for r in reported],
+        "e2e_s": [float(r[2]) for r in reported],
+        "latency_note": f"as reported by {engine.name} (offline: every request submitted at the start)",
+    }
+
+
+def slo_attainment(run: ValidationRun, slo_s: Mapping[str, float]) -> dict[str, float] | None:
+    """Fraction of the run's requests meeting each SLO bound (ttft, tpot, e2e) and all of them at once.
+
+    Returns:
+        Metric → fraction, with `all`; None when the run has no latencies.
+    """
+    if not run.ttft_s:
+        return None
+    values = {
+        "ttft": np.asarray(run.ttft_s),
+        "tpot": np.asarray(run.tpot_s),
+        "e2e": np.asarray(run.e2e_s),
+    }
+    met = np.ones(run.requests, bool)
+    out: dict[str, float] = {}
+    for metric, bound in slo_s.items():
+        ok = values[metric] <= bound
+        out[metric] = float(ok.mean())
+        met &= ok
+    out["all"] = float(met.mean())
+    return out
 
 
 @dataclass(frozen=True)

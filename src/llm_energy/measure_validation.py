@@ -1,0 +1,97 @@
+"""Open an engine configuration and run a trace sample on it with `run_validation` (one model load).
+
+Shared by `llm-energy validate`, `llm-energy recommend --validate` and the GPU benchmark scripts, so every
+validation run opens its engine the same way (`GroupWorker`: idle power, load, the meter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from llm_energy.validate import ValidationRun
+
+
+def measure_run(
+    trace: str,
+    sample: int,
+    batch_size: int,
+    *,
+    model: str,
+    engine: str,
+    mode: str | None,
+    device: str,
+    seed: int,
+    max_input_tokens: int | None,
+    max_output_tokens: int | None,
+    batching: str | None,
+    options: dict[str, Any],
+    idle_s: float,
+    on_status: Callable[[str], None] | None = None,
+) -> ValidationRun:
+    """Sample `sample` requests of `trace`, open the engine, run them with `run_validation`, close.
+
+    The sample depends only on (trace, sample, seed, length limits): runs of different configurations
+    with the same ones get the same requests.
+
+    Raises:
+        ConfigError: bad sample, lengths, model, engine, mode or option (before anything loads).
+    """
+    from llm_energy.sweep.runner import RunOptions
+    from llm_energy.sweep.spec import make_point
+    from llm_energy.sweep.worker import GroupWorker
+    from llm_energy.validate import run_validation, sample_requests
+    from llm_energy.workloads import load_trace
+
+    tr, eligible = sample_requests(
+        load_trace(trace),
+        sample,
+        seed=seed,
+        max_input_tokens=max_input_tokens,
+        max_output_tokens=max_output_tokens,
+    )
+    longest = int((tr.input_tokens + tr.output_tokens).max())
+    opts = dict(options)
+    if engine == "simulated":
+        opts.setdefault("max_batch_size", batch_size)  # its continuous mode runs at most this many
+    if engine == "vllm":
+        opts.setdefault("max_num_seqs", batch_size)
+        opts.setdefault("max_model_len", longest)
+    elif engine == "hf" and (mode or "eager") == "eager":
+        opts.setdefault("warmup", False)  # validate warms up once, not before every padded batch
+    # The point checks model, engine, mode and the longest request before anything loads.
+    point = make_point(
+        model=model,
+        engine=engine,
+        mode=mode,
+        batch_size=min(batch_size, len(tr)),
+        input_len=int(tr.input_tokens.max()),
+        output_len=int(tr.output_tokens.max()),
+        device=device,
+        seed=seed,
+        options=opts,
+    )
+    worker = GroupWorker(point, RunOptions(), idle_s=idle_s, on_status=on_status)
+    try:
+        env = worker.open()
+        assert worker.engine is not None and worker.meter is not None
+        idle = worker.idle
+        idle_w = idle.energy_sum_j("gpu") / idle.duration_s if idle is not None and idle.duration_s else 0.0
+        return run_validation(
+            worker.engine,
+            worker.meter,
+            tr,
+            batch_size,
+            model=model,
+            engine_name=engine,
+            mode=point.mode,
+            idle_power_w=idle_w,
+            eligible_requests=eligible,
+            filters={"max_input_tokens": max_input_tokens, "max_output_tokens": max_output_tokens},
+            seed=seed,
+            env=env,
+            clock=worker.clock,
+            batching=batching,  # type: ignore[arg-type]
+        )
+    finally:
+        worker.close()

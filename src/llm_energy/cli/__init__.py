@@ -66,6 +66,7 @@ def main() -> None:
 
 
 # Importing the command modules registers their commands on `app` (they import it from here).
+from llm_energy.cli import compare as _compare  # noqa: E402, F401
 from llm_energy.cli import measure as _measure  # noqa: E402, F401
 from llm_energy.cli import model as _model  # noqa: E402, F401
 from llm_energy.cli import parallel as _parallel  # noqa: E402, F401

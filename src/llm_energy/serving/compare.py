@@ -1,0 +1,535 @@
+"""Online vs offline energy of the same requests: a stored serving run beside an offline run of it.
+
+The request set is a stored serving run's requests that received at least one token, each with its
+input length, the output tokens it actually received, and its own joules (`metrics.attribute_energy`:
+the run's consecutive meter windows split over the requests in flight). The offline side runs that
+same set, at those lengths, either
+
+- **measured**: through an engine with `validate.run_validation` (continuous batching at the online
+  run's peak concurrency unless told otherwise), or read from a `ValidationRun` JSON whose request
+  lengths must be the same multiset; or
+- **modelled**: from an `EnergyProfile` (`estimate.estimate_trace`), labelled as such.
+
+Both sides are GPU energy with idle power included (the online attribution splits whole meter
+windows, the offline run is one window around all its work), over the whole run: warm-up, ramp-up
+and drain count on both sides. See docs/methodology.md, "Online vs offline".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from llm_energy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from llm_energy.modeling.profile import EnergyProfile
+    from llm_energy.store.db import Store
+    from llm_energy.validate import ValidationRun
+
+__all__ = [
+    "Comparison",
+    "EnergySide",
+    "RequestSet",
+    "compare_online_offline",
+    "load_request_set",
+    "max_concurrency",
+    "measure_offline",
+    "offline_from_profile",
+    "offline_from_run",
+]
+
+UPDATE_PERIOD_S = 0.1
+"""NVML's energy/power refresh period on the lent H100 (meters.zeus.DEFAULT_UPDATE_PERIOD_S).
+
+The online meter windows are consecutive, so their edge errors cancel inside the run and only the
+two outer edges can each miss up to one period; the stored run keeps no bound, so it is rebuilt here
+from this period and the peak power of the stored power series."""
+
+
+@dataclass(frozen=True)
+class RequestSet:
+    """The requests of one stored serving run that an offline engine can run again.
+
+    Attributes:
+        run_id: The serving run.
+        input_tokens: Prompt lengths, in request order.
+        output_tokens: Output tokens received online (the offline run generates exactly these).
+        online_j: Each request's own attributed joules online.
+        excluded: Requests left out: no output token received (nothing to run offline) or no joules.
+        excluded_online_j: Online joules of the excluded requests.
+        max_concurrency: Most requests in flight at once online (sent, not yet done).
+        span_s: First send to last completion of the run, seconds.
+        online_uncertainty_j: Meter bound of the attributed total (see `UPDATE_PERIOD_S`); NaN when
+            the run stored no power series.
+        run: The stored run's row (server, model, partial, window figures, ...).
+    """
+
+    run_id: str
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    online_j: np.ndarray
+    excluded: int
+    excluded_online_j: float
+    max_concurrency: int
+    span_s: float
+    online_uncertainty_j: float
+    run: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> int:
+        """Requests compared."""
+        return len(self.input_tokens)
+
+
+@dataclass(frozen=True)
+class EnergySide:
+    """Energy of the request set on one side (online or offline), GPU joules, idle included.
+
+    Attributes:
+        label: What was measured or modelled, in words.
+        kind: `measured` or `modelled`.
+        total_j: Joules of all requests.
+        uncertainty_j: Bound (measured: meter; modelled: the profile's) on `total_j`; NaN if unknown.
+        requests: Requests counted.
+        output_tokens: Output tokens of those requests.
+        mean_j: Mean joules per request.
+        p50_j: Median joules per request.
+        p90_j: 90th percentile of joules per request.
+        window: Which window the energy covers and how it reaches single requests.
+    """
+
+    label: str
+    kind: Literal["measured", "modelled"]
+    total_j: float
+    uncertainty_j: float
+    requests: int
+    output_tokens: int
+    mean_j: float
+    p50_j: float
+    p90_j: float
+    window: str
+
+    @property
+    def mean_uncertainty_j(self) -> float:
+        """Bound on the mean per request (the total's bound over the requests)."""
+        return self.uncertainty_j / self.requests if self.requests else math.nan
+
+    @property
+    def j_per_output_token(self) -> float:
+        """Joules per output token (prefill included)."""
+        return self.total_j / self.output_tokens if self.output_tokens else math.nan
+
+    @property
+    def j_per_output_token_uncertainty(self) -> float:
+        """Bound on `j_per_output_token`."""
+        return self.uncertainty_j / self.output_tokens if self.output_tokens else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready representation, derived figures included."""
+        out = asdict(self)
+        for name in ("mean_uncertainty_j", "j_per_output_token", "j_per_output_token_uncertainty"):
+            out[name] = getattr(self, name)
+        return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Online vs offline energy of one request set.
+
+    Attributes:
+        run_id: The serving run.
+        server: Its server (`transformers`, `vllm`, `external`).
+        model: Its model.
+        online: The online side.
+        offline: The offline side.
+        batch_size: Offline batch size (continuous: most sequences at once).
+        max_concurrency: Most requests in flight at once online.
+        excluded: Online requests left out (see `RequestSet`).
+        ratio: Online / offline total (= ratio of J/request means and of J/output token).
+        ratio_low: Lowest ratio within both sides' bounds (NaN when a bound is unknown).
+        ratio_high: Highest ratio within both sides' bounds.
+        ratio_p50: Online / offline median J/request.
+        ratio_p90: Online / offline 90th-percentile J/request.
+        online_windows: The stored run's other window figures (steady-state, client-token,
+            GPU-work): J/request and J/token over requests completed in each window, for reference.
+        notes: What else the reader should know.
+    """
+
+    run_id: str
+    server: str | None
+    model: str | None
+    online: EnergySide
+    offline: EnergySide
+    batch_size: int
+    max_concurrency: int
+    excluded: int
+    ratio: float
+    ratio_low: float
+    ratio_high: float
+    ratio_p50: float
+    ratio_p90: float
+    online_windows: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready representation."""
+        out = asdict(self)
+        out["online"] = self.online.to_dict()
+        out["offline"] = self.offline.to_dict()
+        return out
+
+
+def max_concurrency(sent_s: np.ndarray, done_s: np.ndarray) -> int:
+    """Most intervals [sent, done) open at once (a request done at t no longer counts at t)."""
+    if len(sent_s) == 0:
+        return 0
+    times = np.concatenate([np.asarray(sent_s, float), np.asarray(done_s, float)])
+    steps = np.concatenate([np.ones(len(sent_s)), -np.ones(len(done_s))])
+    order = np.lexsort((steps, times))  # at equal times, ends (-1) sort before starts
+    return int(np.cumsum(steps[order]).max())
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else math.nan
+
+
+def load_request_set(store: Store, run_id: str | None = None) -> RequestSet:
+    """Read a stored serving run's requests (the latest run when `run_id` is None).
+
+    Raises:
+        ConfigError: No serving run stored, unknown `run_id`, a run stored without per-request
+            energy (no GPU was metered), or no request received a token.
+    """
+    from llm_energy.store.serving import read_serving_requests, read_serving_runs, read_serving_samples
+
+    runs = read_serving_runs(store)
+    if runs.empty:
+        raise ConfigError(f"no serving run in {store.path}: store one with `llm-energy replay ... --db`")
+    if run_id is None:
+        row = runs.iloc[-1]
+    else:
+        match = runs[runs["run_id"] == run_id]
+        if match.empty:
+            known = ", ".join(list(runs["run_id"])[-5:])
+            raise ConfigError(f"no serving run {run_id!r} in {store.path} (latest: {known})")
+        row = match.iloc[0]
+    rid = str(row["run_id"])
+    reqs = read_serving_requests(store, rid)
+    energy = reqs["energy_j"].to_numpy(dtype=float, na_value=np.nan) if len(reqs) else np.array([])
+    if len(reqs) == 0 or not np.isfinite(energy).any():
+        raise ConfigError(
+            f"serving run {rid} has no per-request energy (no GPU was metered): nothing to compare"
+        )
+    received = reqs["output_tokens_received"].to_numpy(dtype=np.int64)
+    keep = (received >= 1) & np.isfinite(energy)
+    if not keep.any():
+        raise ConfigError(f"no request of serving run {rid} received a token: nothing to run offline")
+    samples = read_serving_samples(store, rid)
+    peak_w = float(samples["total_power_w"].max()) if len(samples) else math.nan
+    sent = reqs["sent_s"].to_numpy(dtype=float)
+    done = reqs["done_s"].to_numpy(dtype=float)
+    return RequestSet(
+        run_id=rid,
+        input_tokens=reqs["input_tokens"].to_numpy(dtype=np.int64)[keep],
+        output_tokens=received[keep],
+        online_j=energy[keep],
+        excluded=int((~keep).sum()),
+        excluded_online_j=float(np.nansum(energy[~keep])),
+        max_concurrency=max_concurrency(sent, done),
+        span_s=float(done.max() - sent.min()),
+        online_uncertainty_j=2 * UPDATE_PERIOD_S * peak_w,
+        run={k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.to_dict().items()},
+    )
+
+
+def _online_side(rs: RequestSet) -> EnergySide:
+    return EnergySide(
+        label=f"online ({rs.run.get('server') or 'server'}, measured)",
+        kind="measured",
+        total_j=float(rs.online_j.sum()),
+        uncertainty_j=rs.online_uncertainty_j,
+        requests=rs.requests,
+        output_tokens=int(rs.output_tokens.sum()),
+        mean_j=float(rs.online_j.mean()),
+        p50_j=_percentile(rs.online_j, 50),
+        p90_j=_percentile(rs.online_j, 90),
+        window=(
+            f"whole run ({rs.span_s:.1f} s, first send to last completion: warm-up and drain included); "
+            "each request's joules from the consecutive meter windows split over the requests in flight "
+            "by tokens processed; windows with no request in flight are in no request's joules"
+        ),
+    )
+
+
+def _pairs(input_tokens: Any, output_tokens: Any) -> list[tuple[int, int]]:
+    return sorted(zip((int(x) for x in input_tokens), (int(x) for x in output_tokens), strict=True))
+
+
+def _token_split_j(run: ValidationRun) -> np.ndarray:
+    """Each request's share of the offline joules, in proportion to its tokens (input + output).
+
+    The online attribution's rule applied to the offline run's windows: the whole run (continuous)
+    or each padded batch (static); one window cannot say more about single requests.
+    """
+    lin = np.asarray(run.input_tokens, float)
+    lout = np.asarray(run.output_tokens, float)
+    tokens = lin + lout
+    if not run.batches:
+        split: np.ndarray = run.energy_j * tokens / tokens.sum()
+        return split
+    out = np.empty(len(tokens))
+    lo = 0
+    for b in run.batches:
+        part = tokens[lo : lo + b.requests]
+        out[lo : lo + b.requests] = b.energy_j * part / part.sum()
+        lo += b.requests
+    return out
+
+
+def offline_from_run(run: ValidationRun, rs: RequestSet, source: str = "") -> EnergySide:
+    """The offline side from a measured `ValidationRun` of the same requests.
+
+    Raises:
+        ConfigError: The run's (input, output) lengths are not the request set's (as multisets).
+    """
+    theirs, ours = _pairs(run.input_tokens, run.output_tokens), _pairs(rs.input_tokens, rs.output_tokens)
+    if theirs != ours:
+        first = next(((a, b) for a, b in zip(theirs, ours, strict=False) if a != b), None)
+        detail = (
+            f"first difference (input, output): {first[0]} vs {first[1]}" if first else "different counts"
+        )
+        raise ConfigError(
+            f"offline run {source or run.trace!r} has {len(theirs)} requests but serving run {rs.run_id} "
+            f"has {len(ours)} with a token; their lengths differ ({detail})"
+        )
+    per_request = _token_split_j(run)
+    if run.batching == "continuous":
+        shape = f"continuous, ≤ {run.batch_size} at once"
+    else:
+        shape = f"static padded batches of {run.batch_size}"
+    return EnergySide(
+        label=f"offline ({run.engine} {run.mode or ''}".rstrip() + f", {shape}, measured)",
+        kind="measured",
+        total_j=run.energy_j,
+        uncertainty_j=run.uncertainty_j,
+        requests=run.requests,
+        output_tokens=int(sum(run.output_tokens)),
+        mean_j=run.j_per_request,
+        p50_j=_percentile(per_request, 50),
+        p90_j=_percentile(per_request, 90),
+        window=(
+            f"one meter window around the whole offline run ({run.duration_s:.1f} s)"
+            + (" (padded batches' own windows)" if run.batches else "")
+            + "; per-request percentiles split it by tokens (input + output)"
+        ),
+    )
+
+
+def offline_from_profile(
+    profile: EnergyProfile, rs: RequestSet, batch_size: int, *, method: str = "binned", name: str = ""
+) -> EnergySide:
+    """The offline side modelled from a profile: every request at `batch_size` (not measured).
+
+    Raises:
+        ConfigError: Bad method or batch size, or the model drops requests (lengths beyond its bins).
+    """
+    from llm_energy.estimate import estimate_trace
+
+    est = estimate_trace(rs.input_tokens, rs.output_tokens, profile, method=method, batch_size=batch_size)
+    if est.dropped:
+        raise ConfigError(
+            f"the {method} model drops {est.dropped} of the {rs.requests} requests (lengths beyond its "
+            "bins): the modelled set would not be the online one; use --method binned or parametric"
+        )
+    return EnergySide(
+        label=f"offline (MODELLED from profile {name or profile.describe()}, {method}, batch {batch_size})",
+        kind="modelled",
+        total_j=est.total_j,
+        uncertainty_j=est.uncertainty_j,
+        requests=est.requests,
+        output_tokens=est.output_tokens,
+        mean_j=est.request_mean_j,
+        p50_j=est.request_p50_j,
+        p90_j=est.request_p90_j,
+        window=f"modelled: homogeneous offline batches of {batch_size} from the profile's calibration grid",
+    )
+
+
+def measure_offline(
+    rs: RequestSet,
+    *,
+    engine: str,
+    model: str,
+    mode: str | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    batching: Literal["static", "continuous"] = "continuous",
+    options: Mapping[str, Any] | None = None,
+    idle_s: float = 3.0,
+    seed: int = 0,
+    on_status: Any = None,
+) -> ValidationRun:
+    """Run the request set offline on `engine` (loaded as `llm-energy validate` does) and measure it.
+
+    Args:
+        rs: The request set.
+        engine: `hf`, `vllm` or `simulated`.
+        model: Bundled architecture or local checkpoint.
+        mode: Engine mode.
+        batch_size: Most sequences at once (default: the online run's peak concurrency).
+        device: `auto`, `cuda`, `cuda:N` or `cpu`.
+        batching: `continuous` (engines that schedule mixed requests: vllm, simulated) or `static`.
+        options: Engine options.
+        idle_s: Idle power measured first, seconds.
+        seed: Seed of the prompts.
+        on_status: Progress callback (a string each).
+
+    Raises:
+        ConfigError: Bad engine, mode, lengths or batch, or continuous batching on an engine without it
+            (checked before the model loads).
+    """
+    from llm_energy.sweep.runner import RunOptions
+    from llm_energy.sweep.spec import make_point
+    from llm_energy.sweep.worker import GroupWorker
+    from llm_energy.validate import run_validation
+    from llm_energy.workloads.traces import Trace
+
+    batch = batch_size or max(rs.max_concurrency, 1)
+    if batch < 1:
+        raise ConfigError(f"--batch-size must be ≥ 1, got {batch}")
+    if batching == "continuous" and engine not in ("vllm", "simulated"):
+        raise ConfigError(
+            f"engine {engine!r} has no continuous batching of mixed-length requests: use --engine vllm "
+            "(or simulated), or --batching static for padded batches"
+        )
+    opts = dict(options or {})
+    longest = int((rs.input_tokens + rs.output_tokens).max())
+    if engine == "simulated":
+        opts.setdefault("max_batch_size", batch)
+    elif engine == "vllm":
+        opts.setdefault("max_num_seqs", batch)
+        opts.setdefault("max_model_len", longest)
+    elif engine == "hf" and (mode or "eager") == "eager":
+        opts.setdefault("warmup", False)  # run_validation warms up once itself
+    point = make_point(
+        model=model,
+        engine=engine,
+        mode=mode,
+        batch_size=min(batch, rs.requests),
+        input_len=int(rs.input_tokens.max()),
+        output_len=int(rs.output_tokens.max()),
+        device=device,
+        seed=seed,
+        options=opts,
+    )
+    trace = Trace(f"serving-run-{rs.run_id[:12]}", rs.input_tokens, rs.output_tokens, source=rs.run_id)
+    worker = GroupWorker(point, RunOptions(), idle_s=idle_s, on_status=on_status)
+    try:
+        env = worker.open()
+        assert worker.engine is not None and worker.meter is not None
+        idle = worker.idle
+        idle_w = idle.energy_sum_j("gpu") / idle.duration_s if idle is not None and idle.duration_s else 0.0
+        return run_validation(
+            worker.engine,
+            worker.meter,
+            trace,
+            batch,
+            model=model,
+            engine_name=engine,
+            mode=point.mode,
+            idle_power_w=idle_w,
+            seed=seed,
+            env=env,
+            clock=worker.clock,
+            batching=batching,
+        )
+    finally:
+        worker.close()
+
+
+def _bounded_ratio(a: float, da: float, b: float, db: float) -> tuple[float, float]:
+    if not (math.isfinite(da) and math.isfinite(db)) or b - db <= 0:
+        return math.nan, math.nan
+    return (a - da) / (b + db), (a + da) / (b - db)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else math.nan
+
+
+def _windows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The stored run's own window figures, as `replay` reported them."""
+    out: list[dict[str, Any]] = []
+    energy = json.loads(run.get("energy_json") or "null") or {}
+    if energy:
+        out.append(
+            {
+                "name": "steady-state",
+                "duration_s": energy.get("duration_s"),
+                "j_per_request": energy.get("energy_per_request_j"),
+                "j_per_output_token": energy.get("energy_per_output_token_j"),
+                "note": (
+                    f"warm-up {energy.get('warmup_excluded_s', 0):.1f} s and drain "
+                    f"{energy.get('drain_excluded_s', 0):.1f} s excluded; requests completed in it"
+                ),
+            }
+        )
+    windows = json.loads(run.get("windows_json") or "null") or {}
+    for key, name in (("client", "client-token"), ("gpu", "gpu-work")):
+        w = windows.get(key)
+        if w:
+            out.append(
+                {
+                    "name": name,
+                    "duration_s": w["end_s"] - w["start_s"],
+                    "j_per_request": w.get("energy_per_request_j"),
+                    "j_per_output_token": w.get("energy_per_output_token_j"),
+                    "note": "requests and tokens counted in the window",
+                }
+            )
+    return out
+
+
+def compare_online_offline(rs: RequestSet, offline: EnergySide, batch_size: int) -> Comparison:
+    """Put the online request set beside its offline energy (from `offline_from_*`)."""
+    online = _online_side(rs)
+    low, high = _bounded_ratio(online.total_j, online.uncertainty_j, offline.total_j, offline.uncertainty_j)
+    notes: list[str] = []
+    if rs.excluded:
+        notes.append(
+            f"{rs.excluded} online request(s) left out (no token received or no joules): "
+            f"{rs.excluded_online_j:.1f} J online"
+        )
+    if rs.run.get("status") == "partial":
+        notes.append(f"PARTIAL online run: {rs.run.get('exit_reason')}")
+    if rs.run.get("frontend_lag"):
+        notes.append("the online run was flagged for frontend lag (see its gpu-work window)")
+    if not math.isfinite(online.uncertainty_j):
+        notes.append("the online run stored no power series: its meter bound is unknown")
+    else:
+        notes.append(
+            f"online bound: one {UPDATE_PERIOD_S:g} s meter update period at peak power at each outer edge"
+        )
+    return Comparison(
+        run_id=rs.run_id,
+        server=rs.run.get("server"),
+        model=rs.run.get("model"),
+        online=online,
+        offline=offline,
+        batch_size=batch_size,
+        max_concurrency=rs.max_concurrency,
+        excluded=rs.excluded,
+        ratio=_ratio(online.total_j, offline.total_j),
+        ratio_low=low,
+        ratio_high=high,
+        ratio_p50=_ratio(online.p50_j, offline.p50_j),
+        ratio_p90=_ratio(online.p90_j, offline.p90_j),
+        online_windows=_windows(rs.run),
+        notes=notes,
+    )

@@ -146,7 +146,8 @@ def _render(c: Any) -> None:
         on.label,
         off.label,
         "online / offline",
-        title=f"serving run {c.run_id[:12]} ({c.server or 'server'}, {c.model or 'model?'}): {on.requests} requests",
+        title=f"serving run {c.run_id[:12]} ({c.server or 'server'}, {c.model or '?'}): "
+        f"{on.requests} requests",
     )
     ratio = f"{c.ratio:.3f}"
     if math.isfinite(c.ratio_low):

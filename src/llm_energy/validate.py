@@ -62,7 +62,8 @@ class MeasuredBatch:
     uncertainty_j: float
     duration_s: float
     start_s: float | None = None
-    """When the batch's prefill began, seconds after the first batch's (its requests queued until then)."""
+    """When the batch's prefill began, seconds after the run began (the first batch's inputs being made):
+    its requests, all queued at the start, waited until then."""
     prefill_s: float | None = None
     """Prefill time of the batch (timed apart inside its energy window; None: the engine cannot split)."""
 

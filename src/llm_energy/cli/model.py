@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -20,6 +20,9 @@ from llm_energy.cli import (
     err_console,
 )
 from llm_energy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from llm_energy.recommend.validation import SampleSpec
 
 
 @app.command()
@@ -190,9 +193,35 @@ def recommend(
         str | None, typer.Option(help="grid intensity: gCO2/kWh or a region (e.g. germany, world)")
     ] = None,
     price: Annotated[float | None, typer.Option(help="electricity price per kWh")] = None,
+    validate: Annotated[
+        bool,
+        typer.Option(
+            "--validate", help="run the choice and the baseline on a trace sample and measure (needs the GPU)"
+        ),
+    ] = False,
+    sample: Annotated[int, typer.Option(help="--validate: requests drawn from the trace")] = 300,
+    seed: Annotated[int, typer.Option(help="--validate: seed of the sample and the prompts")] = 0,
+    max_input_tokens: Annotated[
+        int | None, typer.Option(help="--validate: sample only requests with input ≤ this")
+    ] = None,
+    max_output_tokens: Annotated[
+        int | None, typer.Option(help="--validate: sample only requests with output ≤ this")
+    ] = None,
+    device: Annotated[str, typer.Option(help="--validate: auto | cuda | cuda:N | cpu")] = "auto",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="--validate: directory for the recommendation, runs and summary (JSON)"),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Recommend the least-energy configuration meeting the SLO at the trace's rate (modelled)."""
+    """Recommend the least-energy configuration meeting the SLO at the trace's rate (modelled).
+
+    With --validate, the choice and the baseline then run on the same sample of the trace and are
+    measured: energy per request against the model, the saving, latency and SLO attainment.
+    """
+    from llm_energy.recommend.validation import SampleSpec
+
+    spec = SampleSpec(trace, sample, seed, max_input_tokens, max_output_tokens) if validate else None
     _recommend_command(
         trace,
         slo,
@@ -206,6 +235,9 @@ def recommend(
         carbon_intensity,
         price,
         as_json,
+        spec,
+        device,
+        out,
     )
 
 
@@ -235,12 +267,21 @@ def _recommend_command(
     carbon_intensity: str | None,
     price: float | None,
     as_json: bool,
+    validation: SampleSpec | None = None,
+    device: str = "auto",
+    out: Path | None = None,
 ) -> None:
     from llm_energy.carbon import check_price, parse_carbon_intensity
     from llm_energy.modeling.profile import DEFAULT_PROFILE, load_profile
     from llm_energy.recommend import recommend as search
     from llm_energy.recommend.classes import SLO_PRESETS, plan_per_class
-    from llm_energy.recommend.output import print_class_plan, print_recommendation, recommendation_dict
+    from llm_energy.recommend.output import (
+        print_class_plan,
+        print_recommendation,
+        print_validation,
+        recommendation_dict,
+    )
+    from llm_energy.recommend.validation import configs_to_measure, validate_recommendation
     from llm_energy.serving import parse_slo
     from llm_energy.workloads import load_trace
 
@@ -281,18 +322,18 @@ def _recommend_command(
                 preset=slo_preset,
                 **opts,
             )
-        return rec, plan, grid
+        if validation is not None and rec.choice is not None:
+            configs_to_measure(rec)  # a configuration that cannot be measured: refused before any output
+        return rec, plan, grid, profiles
 
-    rec, plan, grid = _guard(run)
+    rec, plan, grid, profiles = _guard(run)
     slo_text = slo or "ttft=2s,tpot=100ms"
     if slo_preset:
         slo_text = f"preset {slo_preset} (whole trace: strictest bounds)"
-    if as_json:
-        payload = recommendation_dict(rec, grid, price)
-        if plan is not None:
-            payload["per_class"] = plan.to_dict()
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
-    else:
+    payload = recommendation_dict(rec, grid, price)
+    if plan is not None:
+        payload["per_class"] = plan.to_dict()
+    if not as_json:
         print_recommendation(
             console,
             rec,
@@ -309,9 +350,26 @@ def _recommend_command(
             f"no configuration meets {slo_text} at this rate; closest: {closest.label()} "
             f"(TTFT {closest.ttft_s * 1e3:,.0f} ms, TPOT {closest.tpot_s * 1e3:.1f} ms, "
             f"{closest.throughput_per_s:,.2f} req/s capacity)"
+            + ("; nothing to validate" if validation is not None else "")
         )
     if plan is not None and not plan.complete:
         missing = [c.name for c in plan.classes if c.recommendation.choice is None]
         err_console.print(f"no configuration meets the SLO for class(es) {', '.join(missing)}")
+    if validation is not None and rec.choice is not None:
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "recommendation.json").write_text(json.dumps(payload, indent=2) + "\n")
+        check = _guard(
+            lambda: validate_recommendation(
+                rec, profiles, validation, device=device, out_dir=out, on_status=err_console.print
+            )
+        )
+        payload["validation"] = check.to_dict()
+        if out is not None:
+            (out / "validation.json").write_text(json.dumps(payload["validation"], indent=2) + "\n")
+        if not as_json:
+            print_validation(console, check)
+    if as_json:
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     if failed:
         raise typer.Exit(1)

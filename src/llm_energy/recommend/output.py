@@ -12,6 +12,7 @@ from llm_energy.carbon import Footprint, GridIntensity
 from llm_energy.recommend import Recommendation
 from llm_energy.recommend.classes import ClassPlan
 from llm_energy.recommend.search import Candidate
+from llm_energy.recommend.validation import RecommendationCheck
 
 
 def _footprint(c: Candidate, rate_per_s: float, grid: GridIntensity | None, price: float | None) -> Footprint:
@@ -166,3 +167,54 @@ def print_class_plan(console: Console, plan: ClassPlan) -> None:
             "[dim]note: the plan serves each class from its own pool; the idle power of pools that a "
             "single configuration would share is not modelled[/dim]"
         )
+
+
+def print_validation(console: Console, check: RecommendationCheck) -> None:
+    """Print the measured chosen vs baseline: J/request, model error, latency, SLO attainment, saving."""
+    table = Table(
+        title=f"measured on {check.sample.trace}: {check.chosen.run.requests} requests, same sample"
+    )
+    for col in (
+        "",
+        "configuration",
+        "measured J/request",
+        "modelled J/request",
+        "model error",
+        "padded model",
+        "TTFT p50/p90 ms",
+        "TPOT p50 ms",
+        "SLO met",
+    ):
+        table.add_column(col)
+    for m in (check.chosen, check.baseline):
+        lat = m.latency_summary()
+        slo = m.slo_attainment
+        table.add_row(
+            m.role,
+            f"{m.config.profile} {m.run.engine} {m.run.mode} batch {m.run.batch_size} ({m.run.batching})",
+            f"{m.measured_j_per_request:.1f} ± {m.measured_unc_j_per_request:.1f}",
+            f"{m.modelled_j_per_request:.1f} ± {m.modelled_unc_j_per_request:.1f}",
+            f"{m.model_error:+.1%}",
+            "—" if m.padded_j_per_request is None else f"{m.padded_j_per_request:.1f}",
+            "not measured"
+            if lat is None
+            else f"{lat['ttft_p50_s'] * 1e3:,.0f}/{lat['ttft_p90_s'] * 1e3:,.0f}",
+            "not measured" if lat is None else f"{lat['tpot_p50_s'] * 1e3:,.1f}",
+            "not measured" if slo is None else f"{slo['all']:.0%}",
+        )
+    console.print(table)
+    s, lo, hi = check.measured_saving
+    ms, mlo, mhi = check.modelled_saving
+    console.print(
+        f"measured saving: {s:.1%} (bounds {lo:.1%} to {hi:.1%}); modelled on the same requests and "
+        f"batches: {ms:.1%} (bounds {mlo:.1%} to {mhi:.1%})"
+        + (
+            f"; recommendation on the whole trace: {check.modelled_saving_trace:.1%}"
+            if check.modelled_saving_trace is not None
+            else ""
+        )
+    )
+    for m in (check.chosen, check.baseline):
+        console.print(f"[dim]{m.role} latency: {m.run.latency_note}[/dim]")
+    for note in check.notes:
+        console.print(f"[dim]note: {note}[/dim]")

@@ -40,6 +40,9 @@ def shield_broken_amdsmi() -> dict[str, str]:
     (stub / "amdsmi" / "__init__.py").write_text(
         "raise ImportError('amdsmi hidden: libamd_smi.so is missing')\n"
     )
+    # multiprocessing's spawn hands children the parent's sys.path (PYTHONPATH alone is overwritten there:
+    # vLLM's engine core), Ray's workers read PYTHONPATH: the stub goes on both.
+    sys.path.insert(0, str(stub))
     pythonpath = os.pathsep.join(p for p in (str(stub), os.environ.get("PYTHONPATH", "")) if p)
     os.environ["PYTHONPATH"] = (
         pythonpath  # child processes (a local Ray cluster, vLLM's engine core) inherit it

@@ -371,7 +371,8 @@ def _errorbar(ax: Axes, x: pd.Series, group: pd.DataFrame, *, label: str, **styl
     y = group["j_per_token"].to_numpy(float)
     unc = np.nan_to_num(group["j_per_token_unc"].to_numpy(float))
     lower = np.minimum(unc, 0.95 * y)
-    ax.errorbar(x.to_numpy(float), y, yerr=[lower, unc], label=label, capsize=3, markersize=4, **style)
+    yerr = np.vstack([lower, unc])  # one 2 x N array: a list of arrays warns in matplotlib with numpy 2.3
+    ax.errorbar(x.to_numpy(float), y, yerr=yerr, label=label, capsize=3, markersize=4, **style)
 
 
 def _integer_ticks(ax: Axes, values: list[Any]) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from llm_energy.errors import OutOfMemory
+from llm_energy.errors import EngineError, OutOfMemory
 
 
 @dataclass(frozen=True)
@@ -100,3 +100,25 @@ def oom_as_error() -> Iterator[None]:
         yield
     except (torch.OutOfMemoryError, MemoryError) as exc:
         raise OutOfMemory(str(exc).splitlines()[0]) from exc
+
+
+class PreparedBatchMixin:
+    """What every in-process torch engine shares: the prepared batch and waiting for CUDA.
+
+    The engine sets `self._batch` in `prepare` and has a `config` with a `device` field.
+    """
+
+    _batch: Batch | None
+    config: Any
+
+    def synchronize(self) -> None:
+        """Wait for queued CUDA work (no-op on CPU)."""
+        if self.config.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize(self.config.device)
+
+    def _require_batch(self) -> Batch:
+        if self._batch is None:
+            raise EngineError("prepare() must be called first")
+        return self._batch

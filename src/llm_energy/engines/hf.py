@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_energy.architectures import Architecture, build_model
-from llm_energy.engines.base import Batch, oom_as_error
+from llm_energy.engines.base import Batch, PreparedBatchMixin, oom_as_error
 from llm_energy.errors import ConfigError, EngineError
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ def beam_candidates(
     return scores, flat // vocab, flat % vocab
 
 
-class HFEngine:
+class HFEngine(PreparedBatchMixin):
     """Transformers causal LM with an explicit prefill / decode loop (see module docstring)."""
 
     name: ClassVar[str] = "hf"
@@ -486,13 +486,6 @@ class HFEngine:
         batch = self._require_batch()
         return batch.batch_size + (self.decode() if batch.decode_steps > 0 else 0)
 
-    def synchronize(self) -> None:
-        """Wait for queued CUDA work (no-op on CPU)."""
-        if self.config.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.synchronize(self.config.device)
-
     def describe(self) -> dict[str, Any]:
         """Return engine facts: versions, device, dtype, mode, and the decoding strategy's settings."""
         import torch
@@ -520,8 +513,3 @@ class HFEngine:
         if self.config.device.startswith("cuda"):
             facts["cuda"] = torch.version.cuda
         return facts
-
-    def _require_batch(self) -> Batch:
-        if self._batch is None:
-            raise EngineError("prepare() must be called first")
-        return self._batch

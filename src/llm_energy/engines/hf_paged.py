@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm_energy.architectures import Architecture, build_model
-from llm_energy.engines.base import Batch, oom_as_error
+from llm_energy.engines.base import Batch, PreparedBatchMixin, oom_as_error
 from llm_energy.errors import EngineError, OutOfMemory
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def paged_cache_size(batch: Batch, config: HFPagedEngineConfig) -> tuple[int, in
     return num_blocks, max_batch_tokens
 
 
-class HFPagedEngine:
+class HFPagedEngine(PreparedBatchMixin):
     """Transformers continuous batching with a paged KV cache (see module docstring).
 
     Attributes:
@@ -305,13 +305,6 @@ class HFPagedEngine:
         """Return the new tokens per request of the last call (tests check the exact length)."""
         return 0 if not self.output_ids else len(self.output_ids[0])
 
-    def synchronize(self) -> None:
-        """Wait for queued CUDA work (no-op on CPU; each call already waits for its results)."""
-        if self.config.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.synchronize(self.config.device)
-
     def describe(self) -> dict[str, Any]:
         """Return engine facts: versions, device, dtype, attention and paged-cache settings.
 
@@ -348,8 +341,3 @@ class HFPagedEngine:
         if self.config.device.startswith("cuda"):
             facts["cuda"] = torch.version.cuda
         return facts
-
-    def _require_batch(self) -> Batch:
-        if self._batch is None:
-            raise EngineError("prepare() must be called first")
-        return self._batch

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_energy.architectures import Architecture, build_model, load_architecture
-from llm_energy.engines.base import Batch, oom_as_error
+from llm_energy.engines.base import Batch, PreparedBatchMixin, oom_as_error
 from llm_energy.errors import ConfigError, EngineError
 
 DRAFT_SEED_OFFSET = 1
@@ -125,7 +125,7 @@ def _crop(cache: Any, length: int) -> None:
         cache.crop(-drop)
 
 
-class HFSpeculativeEngine:
+class HFSpeculativeEngine(PreparedBatchMixin):
     """Target + draft transformers models with greedy speculative decoding (see module docstring)."""
 
     name: ClassVar[str] = "hf-spec"
@@ -335,13 +335,6 @@ class HFSpeculativeEngine:
         batch = self._require_batch()
         return batch.batch_size + (self.decode() if batch.decode_steps > 0 else 0)
 
-    def synchronize(self) -> None:
-        """Wait for queued CUDA work (no-op on CPU)."""
-        if self.config.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.synchronize(self.config.device)
-
     def describe(self) -> dict[str, Any]:
         """Return engine facts, and after a decode the measured acceptance and token counts."""
         import torch
@@ -368,8 +361,3 @@ class HFSpeculativeEngine:
         if c.device.startswith("cuda"):
             facts["cuda"] = torch.version.cuda
         return facts
-
-    def _require_batch(self) -> Batch:
-        if self._batch is None:
-            raise EngineError("prepare() must be called first")
-        return self._batch

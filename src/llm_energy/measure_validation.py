@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llm_energy.validate import ValidationRun
+from llm_energy.workloads.traces import Trace
 
 
 def measure_run(
@@ -37,10 +38,7 @@ def measure_run(
     Raises:
         ConfigError: bad sample, lengths, model, engine, mode or option (before anything loads).
     """
-    from llm_energy.sweep.runner import RunOptions
-    from llm_energy.sweep.spec import make_point
-    from llm_energy.sweep.worker import GroupWorker
-    from llm_energy.validate import run_validation, sample_requests
+    from llm_energy.validate import sample_requests
     from llm_energy.workloads import load_trace
 
     tr, eligible = sample_requests(
@@ -50,6 +48,52 @@ def measure_run(
         max_input_tokens=max_input_tokens,
         max_output_tokens=max_output_tokens,
     )
+    return run_on_engine(
+        tr,
+        batch_size,
+        model=model,
+        engine=engine,
+        mode=mode,
+        device=device,
+        seed=seed,
+        batching=batching,
+        options=options,
+        idle_s=idle_s,
+        on_status=on_status,
+        eligible_requests=eligible,
+        filters={"max_input_tokens": max_input_tokens, "max_output_tokens": max_output_tokens},
+    )
+
+
+def run_on_engine(
+    tr: Trace,
+    batch_size: int,
+    *,
+    model: str,
+    engine: str,
+    mode: str | None,
+    device: str,
+    seed: int,
+    batching: str | None,
+    options: dict[str, Any],
+    idle_s: float,
+    on_status: Callable[[str], None] | None = None,
+    eligible_requests: int | None = None,
+    filters: dict[str, int | None] | None = None,
+) -> ValidationRun:
+    """Open the engine configuration (one `GroupWorker`), run `tr`'s requests with `run_validation`, close.
+
+    The engine's batch knob follows `batch_size` (vLLM `max_num_seqs`, the simulated engine's
+    `max_batch_size`); the HF eager engine skips its per-shape warm-up (`run_validation` warms up once).
+
+    Raises:
+        ConfigError: bad lengths, model, engine, mode or option (before anything loads).
+    """
+    from llm_energy.sweep.runner import RunOptions
+    from llm_energy.sweep.spec import make_point
+    from llm_energy.sweep.worker import GroupWorker
+    from llm_energy.validate import run_validation
+
     longest = int((tr.input_tokens + tr.output_tokens).max())
     opts = dict(options)
     if engine == "simulated":
@@ -86,8 +130,8 @@ def measure_run(
             engine_name=engine,
             mode=point.mode,
             idle_power_w=idle_w,
-            eligible_requests=eligible,
-            filters={"max_input_tokens": max_input_tokens, "max_output_tokens": max_output_tokens},
+            eligible_requests=eligible_requests,
+            filters=filters,
             seed=seed,
             env=env,
             clock=worker.clock,

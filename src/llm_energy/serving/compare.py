@@ -394,10 +394,7 @@ def measure_offline(
         ConfigError: Bad engine, mode, lengths or batch, or continuous batching on an engine without it
             (checked before the model loads).
     """
-    from llm_energy.sweep.runner import RunOptions
-    from llm_energy.sweep.spec import make_point
-    from llm_energy.sweep.worker import GroupWorker
-    from llm_energy.validate import run_validation
+    from llm_energy.measure_validation import run_on_engine
     from llm_energy.workloads.traces import Trace
 
     batch = batch_size or max(rs.max_concurrency, 1)
@@ -408,49 +405,20 @@ def measure_offline(
             f"engine {engine!r} has no continuous batching of mixed-length requests: use --engine vllm "
             "(or simulated), or --batching static for padded batches"
         )
-    opts = dict(options or {})
-    longest = int((rs.input_tokens + rs.output_tokens).max())
-    if engine == "simulated":
-        opts.setdefault("max_batch_size", batch)
-    elif engine == "vllm":
-        opts.setdefault("max_num_seqs", batch)
-        opts.setdefault("max_model_len", longest)
-    elif engine == "hf" and (mode or "eager") == "eager":
-        opts.setdefault("warmup", False)  # run_validation warms up once itself
-    point = make_point(
+    trace = Trace(f"serving-run-{rs.run_id[:12]}", rs.input_tokens, rs.output_tokens, source=rs.run_id)
+    return run_on_engine(
+        trace,
+        batch,
         model=model,
         engine=engine,
         mode=mode,
-        batch_size=min(batch, rs.requests),
-        input_len=int(rs.input_tokens.max()),
-        output_len=int(rs.output_tokens.max()),
         device=device,
         seed=seed,
-        options=opts,
+        batching=batching,
+        options=dict(options or {}),
+        idle_s=idle_s,
+        on_status=on_status,
     )
-    trace = Trace(f"serving-run-{rs.run_id[:12]}", rs.input_tokens, rs.output_tokens, source=rs.run_id)
-    worker = GroupWorker(point, RunOptions(), idle_s=idle_s, on_status=on_status)
-    try:
-        env = worker.open()
-        assert worker.engine is not None and worker.meter is not None
-        idle = worker.idle
-        idle_w = idle.energy_sum_j("gpu") / idle.duration_s if idle is not None and idle.duration_s else 0.0
-        return run_validation(
-            worker.engine,
-            worker.meter,
-            trace,
-            batch,
-            model=model,
-            engine_name=engine,
-            mode=point.mode,
-            idle_power_w=idle_w,
-            seed=seed,
-            env=env,
-            clock=worker.clock,
-            batching=batching,
-        )
-    finally:
-        worker.close()
 
 
 def _bounded_ratio(a: float, da: float, b: float, db: float) -> tuple[float, float]:

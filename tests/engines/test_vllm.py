@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from llm_energy.architectures import Architecture, load_architecture
@@ -140,3 +141,29 @@ def test_run_point_derives_decode_from_total_minus_prefill(engine: VllmEngine) -
         )
     # A 16-token generation costs more than its 1-token prefill.
     assert decode.measurement.energy_j["gpu:0"] > 0.0
+
+
+def test_mixed_requests_get_their_own_exact_lengths(engine: VllmEngine) -> None:
+    """`generate_requests` (what `validate` runs): continuous batching of mixed lengths, each exact."""
+    inputs, outputs = [5, 40, 17, 9, 60, 3, 22, 11, 30, 8], [3, 12, 1, 7, 20, 2, 9, 5, 16, 4]
+    assert engine.generate_requests(inputs, outputs, seed=1) == sum(outputs)  # more than max_num_seqs at once
+    with pytest.raises(ConfigError, match="max_model_len"):
+        engine.generate_requests([250], [10])
+
+
+@pytest.mark.filterwarnings(
+    "ignore::llm_energy.errors.MeasurementWarning"
+)  # the simulated clock stands still
+def test_validate_runs_a_trace_sample_through_vllm(engine: VllmEngine) -> None:
+    """The continuous path of `run_validation` on the real engine (energy is not the point here)."""
+    from llm_energy.validate import run_validation
+    from llm_energy.workloads.traces import Trace
+
+    clock = SimClock()
+    meter = EnergyMeter([SimulatedGpu(clock, PowerTrace.constant(100.0))], clock=clock)
+    trace = Trace("mixed", np.array([12, 30, 7, 44, 19, 25]), np.array([6, 2, 9, 4, 11, 3]))
+    run = run_validation(
+        engine, meter, trace, MAX_NUM_SEQS, model="tiny-hd32", engine_name="vllm", mode="eager", clock=clock
+    )
+    assert run.batching == "continuous" and run.requests == 6 and not run.batches
+    assert run.output_tokens == [6, 2, 9, 4, 11, 3]

@@ -47,6 +47,23 @@ DbOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="write only JSON to stdout")]
 
 
+def _engine_options(items: list[str] | None) -> dict[str, Any]:
+    """Parse repeated `--option KEY=VALUE` (numbers, lists, objects and booleans as JSON, else text).
+
+    Raises:
+        ConfigError: an item without `=` or without a key.
+    """
+    import json
+
+    opts: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option must be KEY=VALUE, got {item!r}")
+        opts[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    return opts
+
+
 def _open_store(db: Path | None) -> Any:
     from llm_energy.store import Store, default_db_path
 

@@ -11,18 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from llm_energy.cli import JsonOption, _guard, app, console, err_console
+from llm_energy.cli import JsonOption, _engine_options, _guard, app, console, err_console
 from llm_energy.errors import ConfigError
-
-
-def _options(items: list[str] | None) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--option must be KEY=VALUE, got {item!r}")
-        opts[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
-    return opts
 
 
 @app.command()
@@ -85,7 +75,7 @@ def compare(
             raise ConfigError(f"--method must be binned or parametric, got {method!r}")
         if not db.exists():
             raise ConfigError(f"no results store at {str(db)!r}")
-        opts = _options(option)
+        opts = _engine_options(option)
         with Store(db) as store:
             rs = load_request_set(store, run_id)
         batch = batch_size or max(rs.max_concurrency, 1)

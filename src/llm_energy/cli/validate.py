@@ -9,15 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from llm_energy.cli import JsonOption, _guard, app, console, err_console
+from llm_energy.cli import JsonOption, _engine_options, _guard, app, console, err_console
 from llm_energy.errors import ConfigError
-
-
-def _measure_run(*args: Any, **kwargs: Any) -> Any:
-    # Shared with `recommend --validate` and the GPU scripts (moved to llm_energy.measure_validation).
-    from llm_energy.measure_validation import measure_run
-
-    return measure_run(*args, on_status=err_console.print, **kwargs)
 
 
 @app.command()
@@ -49,22 +42,18 @@ def validate(
     as_json: JsonOption = False,
 ) -> None:
     """Run sampled trace requests with their true lengths, measure energy, compare with the models."""
+    from llm_energy.measure_validation import measure_run
     from llm_energy.modeling.profile import load_profile
     from llm_energy.validate import ValidationRun, compare
 
     def run() -> tuple[Any, list[Any] | None]:
         if batching not in (None, "static", "continuous"):
             raise ConfigError(f"--batching must be static or continuous, got {batching!r}")
-        opts: dict[str, Any] = {}
-        for item in option or []:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise ConfigError(f"--option must be KEY=VALUE, got {item!r}")
-            opts[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+        opts = _engine_options(option)
         if measured is not None:
             result = ValidationRun.load(measured)
         else:
-            result = _measure_run(
+            result = measure_run(
                 trace,
                 sample,
                 batch_size,
@@ -78,6 +67,7 @@ def validate(
                 batching=batching,
                 options=opts,
                 idle_s=idle_s,
+                on_status=err_console.print,
             )
             if out is not None:
                 result.save(out)

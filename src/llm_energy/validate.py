@@ -223,7 +223,7 @@ def run_validation(
     clock: Clock = time.monotonic,
     batching: Batching | None = None,
 ) -> ValidationRun:
-    """Run `sample` on a loaded `engine` and measure its GPU energy in one window.
+    """Run `sample` on a loaded `engine` and measure its GPU energy.
 
     Static engines run padded batches of `batch_size` in trace order (one unmeasured warm-up of the
     first batch's shape first); an engine with `generate_requests` gets all requests at once, unless
@@ -419,19 +419,16 @@ def padded_estimate_j(profile: EnergyProfile, run: ValidationRun) -> tuple[float
     Returns:
         (binned J, its uncertainty J, parametric J, its uncertainty J).
     """
-    binned = binned_unc = param = param_unc = 0.0
+    batches = static_batches(np.asarray(run.input_tokens), np.asarray(run.output_tokens), run.batch_size)
+    b = np.array([x.batch_size for x in batches], float)
+    lin = np.array([x.input_tokens for x in batches], float)
+    lout = np.array([x.output_tokens for x in batches], float)
+    pre, dec, unc = request_energy_at(profile.grid, b, lin, lout)  # per request of each padded batch
+    p_pre, p_dec = profile.parametric.batch_energy_j(b, lin, lout)  # per whole padded batch
     rel = max(profile.parametric.prefill_rms_rel_error, profile.parametric.decode_rms_rel_error)
-    for k, lo in enumerate(range(0, run.requests, run.batch_size)):
-        b = min(run.batch_size, run.requests - lo)
-        lin = max(run.input_tokens[lo : lo + b])
-        lout = max(run.output_tokens[lo : lo + b])
-        pre, dec, unc = request_energy_at(profile.grid, np.array([b]), np.array([lin]), np.array([lout]))
-        binned += b * float(pre[0] + dec[0])
-        binned_unc += b * float(unc[0])
-        p_pre, p_dec = profile.parametric.batch_energy_j(b, lin, lout)
-        param += float(p_pre + p_dec)
-        param_unc += rel * float(p_pre + p_dec) + b * float(unc[0])
-        del k
+    binned, binned_unc = float((b * (pre + dec)).sum()), float((b * unc).sum())
+    param = float((p_pre + p_dec).sum())
+    param_unc = rel * param + binned_unc
     return binned, binned_unc, param, param_unc
 
 

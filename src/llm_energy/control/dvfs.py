@@ -132,21 +132,13 @@ def dvfs_prediction(
     """
     if not 0.0 <= prefill_share <= 1.0:
         raise ConfigError(f"prefill_share={prefill_share} must lie in [0, 1]")
-    if not 0.0 < clock_mhz <= max_clock_mhz:
-        raise ConfigError(f"clock_mhz={clock_mhz} must lie in (0, {max_clock_mhz}] MHz (the maximum clock)")
-    r = clock_mhz / max_clock_mhz
-    pre_power, pre_time = _phase_factors(
-        r, params.prefill_memory_frac, params.prefill_core_frac, params.prefill_clock_bound, params
-    )
-    dec_power, dec_time = _phase_factors(
-        r, params.decode_memory_frac, params.decode_core_frac, params.decode_clock_bound, params
-    )
-    energy_factor = prefill_share * pre_power * pre_time + (1.0 - prefill_share) * dec_power * dec_time
+    f = phase_factors(clock_mhz, max_clock_mhz, params=params)  # checks the clock
+    energy_factor = prefill_share * f.prefill_energy + (1.0 - prefill_share) * f.decode_energy
     # Energy shares → time shares at f_max through each phase's power at f_max.
     pre_power_max = params.static_frac + params.prefill_memory_frac + params.prefill_core_frac
     dec_power_max = params.static_frac + params.decode_memory_frac + params.decode_core_frac
     pre_t, dec_t = prefill_share / pre_power_max, (1.0 - prefill_share) / dec_power_max
-    time_factor = (pre_t * pre_time + dec_t * dec_time) / (pre_t + dec_t)
+    time_factor = (pre_t * f.prefill_time + dec_t * f.decode_time) / (pre_t + dec_t)
     return DvfsPrediction(
         clock_mhz=clock_mhz,
         energy_factor=energy_factor,

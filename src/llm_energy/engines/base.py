@@ -122,3 +122,30 @@ class PreparedBatchMixin:
         if self._batch is None:
             raise EngineError("prepare() must be called first")
         return self._batch
+
+
+class SeparateDecodeMixin(PreparedBatchMixin):
+    """Engines whose `decode` runs on its own after `prefill` (`hf`, `hf-spec`): a generation is both.
+
+    The engine keeps the last decode's tokens per step in `output_ids`.
+    """
+
+    output_ids: Any
+
+    def prefill(self) -> None:
+        """Run prefill of the prepared batch (the engine's own)."""
+        raise NotImplementedError
+
+    def decode(self) -> int:
+        """Run the decode steps after the last prefill (the engine's own); return tokens generated."""
+        raise NotImplementedError
+
+    def generated_tokens(self) -> int:
+        """Return how many output tokens per request the last decode produced (tests check L_out)."""
+        return 0 if self.output_ids is None else len(self.output_ids)
+
+    def generate(self) -> int:
+        """Run prefill then decode; return output tokens of the whole batch."""
+        self.prefill()
+        batch = self._require_batch()
+        return batch.batch_size + (self.decode() if batch.decode_steps > 0 else 0)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_energy.architectures import Architecture, build_model
-from llm_energy.engines.base import Batch, PreparedBatchMixin, oom_as_error
+from llm_energy.engines.base import Batch, SeparateDecodeMixin, oom_as_error
 from llm_energy.errors import ConfigError, EngineError
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ def beam_candidates(
     return scores, flat // vocab, flat % vocab
 
 
-class HFEngine(PreparedBatchMixin):
+class HFEngine(SeparateDecodeMixin):
     """Transformers causal LM with an explicit prefill / decode loop (see module docstring)."""
 
     name: ClassVar[str] = "hf"
@@ -475,16 +475,6 @@ class HFEngine(PreparedBatchMixin):
         for layer in (self._cache if cache is None else cache).layers:
             if getattr(layer, "is_initialized", False):
                 layer.cumulative_length.fill_(position)
-
-    def generated_tokens(self) -> int:
-        """Return how many output tokens per request the last decode produced (tests check L_out)."""
-        return 0 if self.output_ids is None else len(self.output_ids)
-
-    def generate(self) -> int:
-        """Run prefill then decode; return output tokens of the whole batch."""
-        self.prefill()
-        batch = self._require_batch()
-        return batch.batch_size + (self.decode() if batch.decode_steps > 0 else 0)
 
     def describe(self) -> dict[str, Any]:
         """Return engine facts: versions, device, dtype, mode, and the decoding strategy's settings."""

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_energy.architectures import Architecture, build_model, load_architecture
-from llm_energy.engines.base import Batch, PreparedBatchMixin, oom_as_error
+from llm_energy.engines.base import Batch, SeparateDecodeMixin, oom_as_error
 from llm_energy.errors import ConfigError, EngineError
 
 DRAFT_SEED_OFFSET = 1
@@ -125,7 +125,7 @@ def _crop(cache: Any, length: int) -> None:
         cache.crop(-drop)
 
 
-class HFSpeculativeEngine(PreparedBatchMixin):
+class HFSpeculativeEngine(SeparateDecodeMixin):
     """Target + draft transformers models with greedy speculative decoding (see module docstring)."""
 
     name: ClassVar[str] = "hf-spec"
@@ -324,16 +324,6 @@ class HFSpeculativeEngine(PreparedBatchMixin):
                 self._forward(self.model, self._cache, tokens, batch.input_tokens, width)
             _crop(self._cache, batch.input_tokens)
         return calls
-
-    def generated_tokens(self) -> int:
-        """Return how many output tokens per request the last decode produced."""
-        return 0 if self.output_ids is None else len(self.output_ids)
-
-    def generate(self) -> int:
-        """Run prefill then decode; return output tokens of the whole batch."""
-        self.prefill()
-        batch = self._require_batch()
-        return batch.batch_size + (self.decode() if batch.decode_steps > 0 else 0)
 
     def describe(self) -> dict[str, Any]:
         """Return engine facts, and after a decode the measured acceptance and token counts."""

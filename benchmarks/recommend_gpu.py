@@ -31,18 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-SMOKE_SPEC = """\
-name: recommend-smoke
-models: [sim]
-engines: [{engine: simulated}]
-batch_sizes: [1, 4, 16]
-input_lens: [128, 512, 2048]
-output_lens: [32, 128]
-window_s: 1.0
-idle_s: 1.0
-"""
-"""The smoke test's calibration: the simulated engine (the same sweep as the tests' shared profile)."""
-
 H100_GRID = [
     ("h100-llama-3.1-8b-vllm", 64),
     ("h100-llama-3.1-8b-hf-eager", 64),
@@ -63,13 +51,14 @@ class OverBudget(Exception):
 
 
 def _smoke_profiles(work: Path) -> dict[str, Any]:
+    from llm_energy.engines.simulated import SIMULATED_CALIBRATION_SPEC
     from llm_energy.modeling.profile import fit_profile
     from llm_energy.store import Store
     from llm_energy.sweep.spec import parse_spec
     from llm_energy.sweep.sweep import run_sweep
 
     with Store(work / "smoke-calibration.db") as store:
-        run_sweep(parse_spec(SMOKE_SPEC), store)
+        run_sweep(parse_spec(SIMULATED_CALIBRATION_SPEC), store)
         return {"sim": fit_profile(store.runs_frame())}
 
 

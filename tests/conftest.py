@@ -6,22 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from llm_energy.engines.simulated import SimulatedEngine, SimulatedEngineConfig
+from llm_energy.engines.simulated import SIMULATED_CALIBRATION_SPEC, SimulatedEngine, SimulatedEngineConfig
 from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
 from llm_energy.modeling.profile import EnergyProfile
 from llm_energy.store import Store
-
-SIM_CALIBRATION_SPEC = """\
-name: sim-calibration
-models: [sim]
-engines: [{engine: simulated}]
-batch_sizes: [1, 4, 16]
-input_lens: [128, 512, 2048]
-output_lens: [32, 128]
-window_s: 1.0
-idle_s: 1.0
-"""
-"""A small calibration sweep on the simulated engine (18 points; physics in engines/simulated.py)."""
 
 
 def _has_cuda() -> bool:
@@ -65,16 +53,16 @@ def tmp_store(tmp_path: Path) -> Store:
 
 @pytest.fixture(scope="session")
 def sim_calibration_spec() -> str:
-    return SIM_CALIBRATION_SPEC
+    return SIMULATED_CALIBRATION_SPEC
 
 
 @pytest.fixture(scope="session")
 def sim_profile(tmp_path_factory: pytest.TempPathFactory) -> EnergyProfile:
-    """A profile fitted from `SIM_CALIBRATION_SPEC` run on the simulated engine (known true energy)."""
+    """A profile fitted from `SIMULATED_CALIBRATION_SPEC` run on the simulated engine (known true energy)."""
     from llm_energy.modeling.profile import fit_profile
     from llm_energy.sweep.spec import parse_spec
     from llm_energy.sweep.sweep import run_sweep
 
     with Store(tmp_path_factory.mktemp("sim-profile") / "runs.db") as store:
-        run_sweep(parse_spec(SIM_CALIBRATION_SPEC), store)
+        run_sweep(parse_spec(SIMULATED_CALIBRATION_SPEC), store)
         return fit_profile(store.runs_frame())

@@ -20,6 +20,18 @@ from llm_energy.engines.base import Batch
 from llm_energy.errors import EngineError, OutOfMemory
 from llm_energy.meters.simulated import SimClock, SimulatedGpu
 
+SIMULATED_CALIBRATION_SPEC = """\
+name: sim-calibration
+models: [sim]
+engines: [{engine: simulated}]
+batch_sizes: [1, 4, 16]
+input_lens: [128, 512, 2048]
+output_lens: [32, 128]
+window_s: 1.0
+idle_s: 1.0
+"""
+"""A small calibration sweep of this engine (18 points, seconds on a CPU): tests' and smoke runs' profile."""
+
 
 class SimulatedEngineConfig(BaseModel):
     """Timing and power of the simulated engine."""

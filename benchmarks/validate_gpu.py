@@ -22,6 +22,7 @@ from typing import Any
 
 def main(argv: list[str] | None = None) -> int:
     """Run the validations; return 0 when every one finished."""
+    from llm_energy.measure_validation import engine_point, idle_power_w
     from llm_energy.sweep.runner import RunOptions
     from llm_energy.sweep.spec import make_point
     from llm_energy.sweep.worker import GroupWorker
@@ -74,19 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     for load_batch, batch_sizes in setups:
         options: dict[str, Any] = json.loads(args.options)
         if args.engine == "vllm":
-            options.update(max_num_seqs=load_batch, max_model_len=longest)
-        elif args.engine == "hf" and (args.mode or "eager") == "eager":
-            options.setdefault("warmup", False)
-        point = make_point(
+            options.update(max_num_seqs=load_batch, max_model_len=longest)  # one load per batch size
+        point = engine_point(
             model=args.model,
             engine=args.engine,
             mode=args.mode,
-            batch_size=max(batch_sizes),
-            input_len=max(int(s.input_tokens.max()) for s, _ in samples.values()),
-            output_len=max(int(s.output_tokens.max()) for s, _ in samples.values()),
             device=args.device,
             seed=args.seed,
             options=options,
+            batch_size=max(batch_sizes),
+            input_len=max(int(s.input_tokens.max()) for s, _ in samples.values()),
+            output_len=max(int(s.output_tokens.max()) for s, _ in samples.values()),
+            max_model_len=longest,
         )
         worker = GroupWorker(point, RunOptions(), idle_s=args.idle_s, on_status=print)
         t0 = time.monotonic()
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             env = worker.open()
             print(f"loaded in {time.monotonic() - t0:.0f} s", flush=True)
             assert worker.engine is not None and worker.meter is not None and worker.idle is not None
-            idle_w = worker.idle.energy_sum_j("gpu") / max(worker.idle.duration_s, 1e-9)
+            idle_w = idle_power_w(worker.idle)
             for spec in args.points:
                 b, lin, lout = (int(x) for x in spec.split(":"))
                 if b > max(batch_sizes):

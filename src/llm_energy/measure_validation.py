@@ -7,10 +7,14 @@ validation run opens its engine the same way (`GroupWorker`: idle power, load, t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from llm_energy.records import Measurement
 from llm_energy.validate import ValidationRun
 from llm_energy.workloads.traces import Trace
+
+if TYPE_CHECKING:
+    from llm_energy.sweep.spec import Point
 
 
 def measure_run(
@@ -90,37 +94,26 @@ def run_on_engine(
         ConfigError: bad lengths, model, engine, mode or option (before anything loads).
     """
     from llm_energy.sweep.runner import RunOptions
-    from llm_energy.sweep.spec import make_point
     from llm_energy.sweep.worker import GroupWorker
     from llm_energy.validate import run_validation
 
-    longest = int((tr.input_tokens + tr.output_tokens).max())
-    opts = dict(options)
-    if engine == "simulated":
-        opts.setdefault("max_batch_size", batch_size)  # its continuous mode runs at most this many
-    if engine == "vllm":
-        opts.setdefault("max_num_seqs", batch_size)
-        opts.setdefault("max_model_len", longest)
-    elif engine == "hf" and (mode or "eager") == "eager":
-        opts.setdefault("warmup", False)  # validate warms up once, not before every padded batch
-    # The point checks model, engine, mode and the longest request before anything loads.
-    point = make_point(
+    point = engine_point(
         model=model,
         engine=engine,
         mode=mode,
-        batch_size=min(batch_size, len(tr)),
-        input_len=int(tr.input_tokens.max()),
-        output_len=int(tr.output_tokens.max()),
         device=device,
         seed=seed,
-        options=opts,
+        options=options,
+        batch_size=batch_size,
+        requests=len(tr),
+        input_len=int(tr.input_tokens.max()),
+        output_len=int(tr.output_tokens.max()),
+        max_model_len=int((tr.input_tokens + tr.output_tokens).max()),
     )
     worker = GroupWorker(point, RunOptions(), idle_s=idle_s, on_status=on_status)
     try:
         env = worker.open()
         assert worker.engine is not None and worker.meter is not None
-        idle = worker.idle
-        idle_w = idle.energy_sum_j("gpu") / idle.duration_s if idle is not None and idle.duration_s else 0.0
         return run_validation(
             worker.engine,
             worker.meter,
@@ -129,7 +122,7 @@ def run_on_engine(
             model=model,
             engine_name=engine,
             mode=point.mode,
-            idle_power_w=idle_w,
+            idle_power_w=idle_power_w(worker.idle),
             eligible_requests=eligible_requests,
             filters=filters,
             seed=seed,
@@ -139,3 +132,55 @@ def run_on_engine(
         )
     finally:
         worker.close()
+
+
+def engine_point(
+    *,
+    model: str,
+    engine: str,
+    mode: str | None,
+    device: str,
+    seed: int,
+    options: dict[str, Any],
+    batch_size: int,
+    input_len: int,
+    output_len: int,
+    max_model_len: int,
+    requests: int | None = None,
+) -> Point:
+    """The point that opens an engine for validation runs of up to `batch_size` requests at once.
+
+    The engine's batch knob follows `batch_size` unless `options` set it (vLLM `max_num_seqs` and
+    `max_model_len`, the simulated engine's `max_batch_size`); the HF eager engine skips its per-shape
+    warm-up (`run_validation` warms up once). `make_point` checks model, engine, mode and the longest
+    request before anything loads.
+
+    Raises:
+        ConfigError: bad lengths, model, engine, mode or option.
+    """
+    from llm_energy.sweep.spec import make_point
+
+    opts = dict(options)
+    if engine == "simulated":
+        opts.setdefault("max_batch_size", batch_size)  # its continuous mode runs at most this many
+    if engine == "vllm":
+        opts.setdefault("max_num_seqs", batch_size)
+        opts.setdefault("max_model_len", max_model_len)
+    elif engine == "hf" and (mode or "eager") == "eager":
+        opts.setdefault("warmup", False)  # validate warms up once, not before every padded batch
+    return make_point(
+        model=model,
+        engine=engine,
+        mode=mode,
+        batch_size=batch_size if requests is None else min(batch_size, requests),
+        input_len=input_len,
+        output_len=output_len,
+        device=device,
+        seed=seed,
+        options=opts,
+    )
+
+
+def idle_power_w(idle: Measurement | None) -> float:
+    """Mean GPU idle power of the measurement taken before loading (0 when none)."""
+    return idle.energy_sum_j("gpu") / idle.duration_s if idle is not None and idle.duration_s else 0.0

@@ -1,0 +1,28 @@
+"""benchmarks/validate_gpu.py on the simulated engine: one load, every (trace, batch) run written."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from llm_energy.validate import ValidationRun
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "validate_gpu.py"
+
+
+def test_every_trace_and_batch_size_is_written_as_a_validation_run(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("validate_gpu", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = ["--engine", "simulated", "--device", "cpu", "--traces", "azure-conv", "azure-code"]
+    args += ["--batch-sizes", "4", "8", "--sample", "20", "--idle-s", "1", "--out-dir", str(tmp_path)]
+    assert module.main(args) == 0
+    runs = sorted(tmp_path.glob("val-simulated-*.json"))
+    assert [p.name for p in runs] == [
+        f"val-simulated-default-{t}-b{b}.json" for t in ("azure-code", "azure-conv") for b in (4, 8)
+    ]
+    run = ValidationRun.load(runs[0])
+    assert run.requests == 20 and run.batch_size == 4 and run.energy_j > 0
+    assert json.loads(runs[0].read_text())["trace"] == "azure-code"

@@ -10,10 +10,23 @@ online/offline comparison: `llm_energy.store.serving.read_serving_requests`).
 
     PYTHONPATH=src python3 benchmarks/online_gpu.py OUT [--server vllm|transformers] [--window-s 60]
         [--scales 1,2,4] [--model llama-3.1-8b] [--vllm-mode cudagraphs] [--max-num-seqs 256]
+        [--offline] [--deadline-s S]
+
+`--offline` (vLLM or stub) then measures the same request sets offline: after the server has stopped,
+one offline engine is loaded (vLLM with the server's mode and `--max-num-seqs`, `max_model_len` the
+longest request of all rates; the stub's is the simulated engine) and each stored rate's requests (their
+input lengths and the output tokens they received) run on it with continuous batching
+(`validate.run_validation`). Each rate's row gets `offline` (`serving.compare.Comparison.to_dict()`:
+online vs offline J/request, J/token and their ratio, batch size `--max-num-seqs`) and `offline_wall_s`;
+the offline run is saved as <out>/offline-s<scale>.json and online_gpu.json is rewritten after every
+rate. `--deadline-s` starts no offline rate once that many seconds have passed since the script started
+(`offline_skipped` lists them); an offline failure is recorded in `offline_error`, the online rows stay.
 
 Budget with the defaults (vLLM, CUDA graphs): ~140 s server start + 3 x (60 s load + drain + 2 s
-idle) ≈ 6-7 minutes; at most ~8.5 minutes when every rate drains for the full 60 s request timeout. `--smoke` runs the tiny model on CPU against `transformers serve` (or
-`--server stub`) with short lengths, for testing this script without a GPU.
+idle) ≈ 6-7 minutes; at most ~8.5 minutes when every rate drains for the full 60 s request timeout.
+`--offline` adds one more vLLM load (~60-145 s) plus the offline run of each rate's requests.
+`--smoke` runs the tiny model on CPU against `transformers serve` (or `--server stub`, which meters a
+simulated 300 W GPU on the wall clock) with short lengths, for testing this script without a GPU.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-input-tokens", type=int, default=None, help="clip prompt lengths")
     p.add_argument("--max-output-tokens", type=int, default=None, help="clip output lengths")
     p.add_argument("--smoke", action="store_true", help="tiny model on CPU, short lengths, one short rate")
+    p.add_argument("--offline", action="store_true", help="then run each rate's requests offline (one load)")
+    p.add_argument("--deadline-s", type=float, default=None, help="start no offline rate after this")
     args = p.parse_args(argv)
     if args.smoke:
         args.model, args.device = "tiny", "cpu"
@@ -68,6 +84,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.timeout_s = min(args.timeout_s, 60.0)
         if args.server == "vllm":
             args.server = "transformers"
+    if args.offline and args.server not in ("vllm", "stub"):
+        p.error(
+            f"--offline needs --server vllm or stub (an offline engine with the server's configuration), "
+            f"got {args.server}"
+            + (" (--smoke runs vllm's part on transformers serve: add --server stub)" if args.smoke else "")
+        )
     return args
 
 
@@ -86,6 +108,17 @@ def make_servers(args: argparse.Namespace) -> list[ServerProcess]:
         if args.device == "cpu"
         else (256, 1024, 8192),  # 1024 x 256 tokens: ~34 GB of KV for 8B
     )
+
+
+def wall_clock_gpu() -> Any:
+    """A simulated GPU at a constant 300 W on replay's clock (time.perf_counter), for the stub on CPU."""
+    from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
+
+    class WallClock(SimClock):
+        def __call__(self) -> float:
+            return time.perf_counter()
+
+    return SimulatedGpu(WallClock(), PowerTrace.constant(300.0), update_period_s=0.001, counter_start_mj=0)
 
 
 def requests_for(args: argparse.Namespace, scale: float) -> list[Request]:
@@ -145,7 +178,111 @@ def row_of(run: ServingRun, scale: float, n_requests: int) -> dict[str, Any]:
     }
 
 
+def _clean(x: Any) -> Any:
+    """NaN and infinities as null, in nested dicts and lists (online_gpu.json stays strict JSON)."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    return _num(x) if isinstance(x, float) else x
+
+
+def run_offline(
+    args: argparse.Namespace, result: dict[str, Any], save: Callable[[], None], t_start: float
+) -> None:
+    """Run each stored rate's request set offline on one engine load; its comparison goes into its row."""
+    from llm_energy.errors import ConfigError
+    from llm_energy.measure_validation import engine_point, idle_power_w
+    from llm_energy.serving.compare import (
+        compare_online_offline,
+        load_request_set,
+        offline_from_run,
+        request_set_trace,
+    )
+    from llm_energy.sweep.runner import RunOptions
+    from llm_energy.sweep.worker import GroupWorker
+    from llm_energy.validate import run_validation
+
+    engine, mode = ("vllm", args.vllm_mode) if args.server == "vllm" else ("simulated", None)
+    batch = args.max_num_seqs  # the server's batch knob (vLLM max_num_seqs): the same configuration
+    skipped: list[dict[str, Any]] = result.setdefault("offline_skipped", [])
+
+    def late() -> str | None:
+        elapsed = time.monotonic() - t_start
+        if args.deadline_s is not None and elapsed > args.deadline_s:
+            return f"deadline: {elapsed:.0f} s since start > --deadline-s {args.deadline_s:g}"
+        return None
+
+    worker = None
+    try:
+        sets = []
+        with Store(args.out / "serving.db") as store:
+            for row in result["rates"]:
+                try:
+                    sets.append((row, load_request_set(store, row["run_id"])))
+                except ConfigError as exc:
+                    skipped.append({"time_scale": row["time_scale"], "reason": str(exc)})
+        reason = late()
+        if reason:  # not even the engine is loaded
+            skipped.extend({"time_scale": row["time_scale"], "reason": reason} for row, _ in sets)
+        if not sets or reason:
+            return
+        traces = [request_set_trace(rs) for _, rs in sets]
+        point = engine_point(
+            model=args.model,
+            engine=engine,
+            mode=mode,
+            device=args.device,
+            seed=0,
+            options={},
+            batch_size=batch,
+            input_len=max(int(tr.input_tokens.max()) for tr in traces),
+            output_len=max(int(tr.output_tokens.max()) for tr in traces),
+            max_model_len=max(int((tr.input_tokens + tr.output_tokens).max()) for tr in traces),
+        )
+        worker = GroupWorker(point, RunOptions(), idle_s=args.idle_s, on_status=print)
+        env = worker.open()
+        result["offline_load_s"] = worker.load_s
+        assert worker.engine is not None and worker.meter is not None
+        for (row, rs), tr in zip(sets, traces, strict=True):
+            if reason := late():
+                skipped.append({"time_scale": row["time_scale"], "reason": reason})
+                continue
+            t1 = time.monotonic()
+            run = run_validation(
+                worker.engine,
+                worker.meter,
+                tr,
+                batch,
+                model=args.model,
+                engine_name=engine,
+                mode=point.mode,
+                idle_power_w=idle_power_w(worker.idle),
+                seed=0,
+                env=env,
+                clock=worker.clock,
+                batching="continuous",
+            )
+            path = run.save(args.out / f"offline-s{row['time_scale']:g}.json")
+            cmp = compare_online_offline(rs, offline_from_run(run, rs, source=path.name), batch)
+            row["offline"], row["offline_wall_s"] = _clean(cmp.to_dict()), time.monotonic() - t1
+            save()
+            print(
+                f"scale {row['time_scale']:g} offline: {cmp.offline.requests} requests, "
+                f"{cmp.offline.mean_j:.2f} J/req offline vs {cmp.online.mean_j:.2f} online "
+                f"(ratio {cmp.ratio:.2f}) in {row['offline_wall_s']:.0f} s",
+                flush=True,
+            )
+    except Exception as exc:  # the online rows stay; the JSON says what failed offline
+        log.exception("offline measurement failed")
+        result["offline_error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        if worker is not None:
+            worker.close()
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    t_start = time.monotonic()
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(args.out / "online_gpu.log")
@@ -163,6 +300,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         gpus, notes = detect_gpus()
         gpus = gpus[:1]  # one replica on GPU 0
+    elif args.server == "stub":
+        gpus, notes = [wall_clock_gpu()], ["stub on CPU: a simulated 300 W GPU is metered"]
     result: dict[str, Any] = {
         "server": args.server,
         "model": args.model,
@@ -177,48 +316,56 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rates": [],
     }
     t0 = time.monotonic()
-    servers = make_servers(args)
-    try:
-        with ServerGroup(servers) as started, Store(args.out / "serving.db") as store:
-            result["server_startup_s"] = started[0].startup_s
-            log.info("server up after %.1f s", started[0].startup_s or math.nan)
-            for scale, reqs in plans.items():
-                config = {
-                    "server": args.server,
-                    "model": args.model,
-                    "trace": args.trace,
-                    "time_scale": scale,
-                    "window": f"{args.window_start_s},{args.window_s * scale}",
-                    "benchmark": "online_gpu",
-                }
-                run = replay_servers(
-                    started,
-                    reqs,
-                    gpus=gpus,
-                    config=config,
-                    slo_s=slo_s,
-                    timeout_s=args.timeout_s,
-                    idle_s=args.idle_s,
-                    max_duration_s=args.window_s + 1.0,
-                )
-                write_serving_run(store, run)
-                row = row_of(run, scale, len(reqs))
-                result["rates"].append(row)
-                print(
-                    f"scale {scale:g}: {row['ok']}/{row['requests']} ok, p90 TTFT {row['ttft_p90_s']}, "
-                    f"p90 TPOT {row['tpot_p90_s']}, SLO {row['slo_attainment_pct']}%, "
-                    f"J/req client {row['client_j_per_request']} gpu {row['gpu_j_per_request']}, "
-                    f"lag {row['frontend_lag']}",
-                    flush=True,
-                )
-                if run.partial:
-                    break
-    except Exception as exc:  # keep what was measured; the JSON says what failed
-        log.exception("online benchmark failed")
-        result["error"] = f"{type(exc).__name__}: {exc}"
-    finally:
+
+    def save() -> None:
         result["wall_s"] = time.monotonic() - t0
         (args.out / "online_gpu.json").write_text(json.dumps(result, indent=2, default=str))
+
+    servers = make_servers(args)
+    try:
+        try:
+            with ServerGroup(servers) as started, Store(args.out / "serving.db") as store:
+                result["server_startup_s"] = started[0].startup_s
+                log.info("server up after %.1f s", started[0].startup_s or math.nan)
+                for scale, reqs in plans.items():
+                    config = {
+                        "server": args.server,
+                        "model": args.model,
+                        "trace": args.trace,
+                        "time_scale": scale,
+                        "window": f"{args.window_start_s},{args.window_s * scale}",
+                        "benchmark": "online_gpu",
+                    }
+                    run = replay_servers(
+                        started,
+                        reqs,
+                        gpus=gpus,
+                        config=config,
+                        slo_s=slo_s,
+                        timeout_s=args.timeout_s,
+                        idle_s=args.idle_s,
+                        max_duration_s=args.window_s + 1.0,
+                    )
+                    write_serving_run(store, run)
+                    row = row_of(run, scale, len(reqs))
+                    result["rates"].append(row)
+                    print(
+                        f"scale {scale:g}: {row['ok']}/{row['requests']} ok, p90 TTFT {row['ttft_p90_s']}, "
+                        f"p90 TPOT {row['tpot_p90_s']}, SLO {row['slo_attainment_pct']}%, "
+                        f"J/req client {row['client_j_per_request']} gpu {row['gpu_j_per_request']}, "
+                        f"lag {row['frontend_lag']}",
+                        flush=True,
+                    )
+                    if run.partial:
+                        break
+        except Exception as exc:  # keep what was measured; the JSON says what failed
+            log.exception("online benchmark failed")
+            result["error"] = f"{type(exc).__name__}: {exc}"
+        if args.offline and result["rates"]:  # the server has stopped: its GPU memory is free
+            save()  # the online rows are on disk before the offline engine loads
+            run_offline(args, result, save, t_start)
+    finally:
+        save()
         root.removeHandler(handler)
         handler.close()
     print(f"wrote {args.out / 'online_gpu.json'} ({result['wall_s']:.0f} s)")

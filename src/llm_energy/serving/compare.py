@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from llm_energy.modeling.profile import EnergyProfile
     from llm_energy.store.db import Store
     from llm_energy.validate import ValidationRun
+    from llm_energy.workloads.traces import Trace
 
 __all__ = [
     "Comparison",
@@ -42,6 +43,7 @@ __all__ = [
     "measure_offline",
     "offline_from_profile",
     "offline_from_run",
+    "request_set_trace",
 ]
 
 UPDATE_PERIOD_S = 0.1
@@ -248,6 +250,13 @@ def load_request_set(store: Store, run_id: str | None = None) -> RequestSet:
     )
 
 
+def request_set_trace(rs: RequestSet) -> Trace:
+    """The request set as a trace an offline engine runs: its input lengths and received output tokens."""
+    from llm_energy.workloads.traces import Trace
+
+    return Trace(f"serving-run-{rs.run_id[:12]}", rs.input_tokens, rs.output_tokens, source=rs.run_id)
+
+
 def _online_side(rs: RequestSet) -> EnergySide:
     return EnergySide(
         label=f"online ({rs.run.get('server') or 'server'}, measured)",
@@ -395,7 +404,6 @@ def measure_offline(
             (checked before the model loads).
     """
     from llm_energy.measure_validation import run_on_engine
-    from llm_energy.workloads.traces import Trace
 
     batch = batch_size or max(rs.max_concurrency, 1)
     if batch < 1:
@@ -405,9 +413,8 @@ def measure_offline(
             f"engine {engine!r} has no continuous batching of mixed-length requests: use --engine vllm "
             "(or simulated), or --batching static for padded batches"
         )
-    trace = Trace(f"serving-run-{rs.run_id[:12]}", rs.input_tokens, rs.output_tokens, source=rs.run_id)
     return run_on_engine(
-        trace,
+        request_set_trace(rs),
         batch,
         model=model,
         engine=engine,

@@ -28,7 +28,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -38,7 +38,14 @@ from llm_energy.engines.base import Batch
 from llm_energy.engines.hf import HFEngine, HFEngineConfig
 from llm_energy.engines.hf_speculative import HFSpeculativeConfig, HFSpeculativeEngine, zero_final_norm
 from llm_energy.meters import EnergyMeter
-from llm_energy.modeling.speculative import Policy, SpecCosts, crossover_batch, energy_ratio, tokens_per_round
+from llm_energy.modeling.speculative import (
+    Policy,
+    SpecCosts,
+    crossover_batch,
+    draft_step_from_decode,
+    energy_ratio,
+    tokens_per_round,
+)
 from llm_energy.records import RunResult
 from llm_energy.sweep.runner import RunOptions, repeat_in_window, run_point
 from llm_energy.sweep.spec import Point
@@ -424,7 +431,31 @@ def part_speculative(r: Runner, target: Any, greedy_rows: Sequence[dict[str, Any
         engine.model = engine.draft = None
         engine.close()
     out["ratios"] = measured_ratios(out["rows"], plain)
+    costs_run = run_draft_costs(costs, out["rows"])
+    if costs_run:  # the model's headline: draft cost from the α = 1 decodes; the isolated one kept beside
+        out["model_isolated_draft"] = out["model"]
+        out["model"] = {**model_table(costs_run, s.lookahead), "draft_cost": "from the spec-agree decodes"}
     return out  # the draft is freed with this frame
+
+
+def run_draft_costs(costs: Sequence[SpecCosts], rows: Sequence[dict[str, Any]]) -> list[SpecCosts]:
+    """The component costs with each draft step's cost taken from the α = 1 decode at its batch (if run)."""
+    agree = {r["batch"]: r for r in rows if r.get("series") == "spec-agree" and r["status"] == "ok"}
+    out = []
+    for c in costs:
+        r = agree.get(c.batch_size)
+        if r is None:
+            continue
+        j, t = draft_step_from_decode(
+            decode_j=r["decode_j"],  # per repetition, as every phase energy
+            decode_s=r["decode_s"],
+            rounds=r["speculative"]["rounds"],
+            draft_steps=r["speculative"]["draft_steps"],
+            verify_j=c.verify_j,
+            verify_s=c.verify_s,
+        )
+        out.append(replace(c, draft_step_j=j, draft_step_s=t))
+    return out
 
 
 def model_table(costs: Sequence[SpecCosts], lookahead: int) -> dict[str, Any]:

@@ -46,6 +46,9 @@ def test_smoke_runs_every_part_and_writes_json(tmp_path: Path) -> None:
     per_alpha = spec["model"]["per_alpha"]
     assert [e["alpha"] for e in per_alpha] == [0.5, 0.6, 0.7, 0.8, 0.9]
     assert per_alpha[0]["tokens_per_round"] == pytest.approx((1 - 0.5**3) / 0.5)  # γ = 2 in the smoke
+    # The headline model takes the draft's cost from the α = 1 decodes; the isolated window's is kept.
+    assert spec["model"]["draft_cost"] == "from the spec-agree decodes"
+    assert spec["model_isolated_draft"]["per_alpha"][0]["alpha"] == 0.5
 
     moe = on_disk["moe"]
     assert {(r["series"], r["batch"]) for r in moe["rows"] if r["status"] == "ok"} == {
@@ -56,3 +59,25 @@ def test_smoke_runs_every_part_and_writes_json(tmp_path: Path) -> None:
     for layer in router["layers"]:
         assert 0 <= layer["min_share"] <= 1 / 8 <= layer["max_share"] <= 1
         assert 1 <= layer["experts_touched_per_step"]["1"] <= 2  # one token picks top_k = 2 experts
+
+
+def test_report_prints_every_table_from_the_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _script().main([str(tmp_path), "--smoke"])
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import axes_report
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    assert axes_report.main([str(tmp_path / "axes.json")]) == 0
+    text = capsys.readouterr().out
+    for heading in (
+        "## Decoding strategies",
+        "## Speculative decoding",
+        "## MoE vs dense",
+        "from the α = 1 decode",
+    ):
+        assert heading in text
+    crossover_rows = [line for line in text.splitlines() if line.startswith("| 0.9 |")]
+    assert (
+        len(crossover_rows) == 1 and crossover_rows[0].count("|") == 2 + 2 + 2 + 1
+    )  # batches 1, 2 + 2 crossovers

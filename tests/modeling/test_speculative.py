@@ -10,6 +10,7 @@ from llm_energy.errors import ConfigError
 from llm_energy.modeling.speculative import (
     SpecCosts,
     crossover_batch,
+    draft_step_from_decode,
     energy_ratio,
     spec_energy_per_token_j,
     spec_time_per_token_s,
@@ -69,3 +70,20 @@ def test_bad_input_names_the_value() -> None:
     with pytest.raises(ConfigError):
         crossover_batch([], 0.5)
     assert not math.isnan(tokens_per_round(0.999999, 4))
+
+
+def test_draft_cost_from_a_decode_removes_its_verifications() -> None:
+    # 26 rounds of 5.5 J / 27 ms verifications in a 447.6 J / 2.768 s decode with 101 draft steps.
+    j, s = draft_step_from_decode(
+        decode_j=447.6, decode_s=2.768, rounds=26, draft_steps=101, verify_j=5.5, verify_s=0.027
+    )
+    assert j == pytest.approx((447.6 - 26 * 5.5) / 101)
+    assert s == pytest.approx((2.768 - 26 * 0.027) / 101)
+    with pytest.raises(ConfigError, match="whole"):
+        draft_step_from_decode(
+            decode_j=100.0, decode_s=1.0, rounds=20, draft_steps=80, verify_j=6.0, verify_s=0.01
+        )
+    with pytest.raises(ConfigError, match="draft_steps"):
+        draft_step_from_decode(
+            decode_j=100.0, decode_s=1.0, rounds=2, draft_steps=0, verify_j=1.0, verify_s=0.01
+        )

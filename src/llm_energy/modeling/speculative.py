@@ -58,6 +58,33 @@ class SpecCosts:
             raise ConfigError(f"lookahead (γ) must be >= 1, got {self.lookahead}")
 
 
+def draft_step_from_decode(
+    *, decode_j: float, decode_s: float, rounds: int, draft_steps: int, verify_j: float, verify_s: float
+) -> tuple[float, float]:
+    """Draft-step energy and time implied by a speculative decode: ``(decode − rounds·verify) / steps``.
+
+    On the H100 a draft step timed in a window of its own read 65–80 ms (≈ 3× its cost inside a real
+    decode, 15–20 ms), so the model takes the draft's cost from a full speculative decode of the same
+    batch instead: the decode's energy and time less its `rounds` verifications (measured apart, with the
+    same shapes), spread over its `draft_steps`. A constructed α = 1 run gives the most draft steps.
+
+    Returns:
+        (draft_step_j, draft_step_s).
+
+    Raises:
+        ConfigError: no draft steps, or verifications that account for the whole decode (nothing left).
+    """
+    if draft_steps < 1 or rounds < 0:
+        raise ConfigError(f"need draft_steps >= 1 and rounds >= 0, got {draft_steps} and {rounds}")
+    left_j, left_s = decode_j - rounds * verify_j, decode_s - rounds * verify_s
+    if left_j <= 0 or left_s <= 0:
+        raise ConfigError(
+            f"{rounds} verifications ({rounds * verify_j:.1f} J, {rounds * verify_s:.3f} s) account for "
+            f"the whole decode ({decode_j:.1f} J, {decode_s:.3f} s): the draft's cost cannot be derived"
+        )
+    return left_j / draft_steps, left_s / draft_steps
+
+
 def _check_alpha(alpha: float) -> None:
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"acceptance α must be in [0, 1], got {alpha!r}")

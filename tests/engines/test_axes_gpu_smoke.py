@@ -78,6 +78,5 @@ def test_report_prints_every_table_from_the_json(tmp_path: Path, capsys: pytest.
     ):
         assert heading in text
     crossover_rows = [line for line in text.splitlines() if line.startswith("| 0.9 |")]
-    assert (
-        len(crossover_rows) == 1 and crossover_rows[0].count("|") == 6  # α, batches 1 and 2, two crossovers
-    )  # batches 1, 2 + 2 crossovers
+    assert len(crossover_rows) == 1
+    assert crossover_rows[0].count("|") == 6  # α, batches 1 and 2, two crossovers: five cells

@@ -89,7 +89,7 @@ def test_no_feasible_configuration_shows_the_closest_and_bad_input(sim_profile):
 def test_hf_eager_profile_is_the_naive_baseline_at_largest_feasible_and_batch_1(sim_profile, hf_eager):
     """With an HF-eager profile the baselines are it at its largest feasible batch and at batch 1; the saving
     against it lies inside its bounds; validation gets both configurations."""
-    lin, lout = np.full(40, 400), np.full(40, 80)
+    lin, lout = np.full(48, 400), np.full(48, 80)  # full batches of 16: HF pads no partial tail
     rec = recommend({"fast": sim_profile, "hf": hf_eager}, lin, lout, rate_per_s=1.0, slo_s={"tpot": 1.0})
     first, second = rec.baselines
     assert "HF eager" in first.label and "largest feasible" in first.label

@@ -33,7 +33,7 @@ from llm_energy.atomic import write_atomically
 from llm_energy.engines.base import Batch, Engine
 from llm_energy.errors import ConfigError, MeasurementWarning
 from llm_energy.meters.base import Clock, EnergyMeter
-from llm_energy.modeling.binned import request_energy_at
+from llm_energy.modeling.padded import padded_batches
 from llm_energy.modeling.profile import EnergyProfile
 from llm_energy.workloads.traces import Trace
 
@@ -419,14 +419,13 @@ def padded_estimate_j(profile: EnergyProfile, run: ValidationRun) -> tuple[float
     Returns:
         (binned J, its uncertainty J, parametric J, its uncertainty J).
     """
-    batches = static_batches(np.asarray(run.input_tokens), np.asarray(run.output_tokens), run.batch_size)
-    b = np.array([x.batch_size for x in batches], float)
-    lin = np.array([x.input_tokens for x in batches], float)
-    lout = np.array([x.output_tokens for x in batches], float)
-    pre, dec, unc = request_energy_at(profile.grid, b, lin, lout)  # per request of each padded batch
+    pad = padded_batches(
+        profile.grid, np.asarray(run.input_tokens), np.asarray(run.output_tokens), run.batch_size
+    )
+    b, lin, lout = pad.rows, pad.input_tokens, pad.output_tokens
     p_pre, p_dec = profile.parametric.batch_energy_j(b, lin, lout)  # per whole padded batch
     rel = max(profile.parametric.prefill_rms_rel_error, profile.parametric.decode_rms_rel_error)
-    binned, binned_unc = float((b * (pre + dec)).sum()), float((b * unc).sum())
+    binned, binned_unc = pad.energy_j, pad.energy_uncertainty_j
     param = float((p_pre + p_dec).sum())
     param_unc = rel * param + binned_unc
     return binned, binned_unc, param, param_unc

@@ -8,6 +8,10 @@ least-energy feasible configuration; the best single configuration is the least-
 for every class at once (meeting each class's SLO, and keeping up with the whole rate: Σ rate_c /
 capacity_c ≤ replicas). The saving is 1 − plan / single, with a bound from both estimates' bounds
 (worst case: both come from the same grids, so their errors are in fact correlated).
+
+Static-batching configurations (HF) are modelled with padding as in the whole-trace search: a class's
+own pool pads batches of the class's requests in trace order; the single configuration serves every
+class from one pool, so its batches mix the classes (and pad to the longest of them).
 """
 
 from __future__ import annotations
@@ -244,8 +248,9 @@ def _best_single(
         busy = 0.0  # replicas' worth of time the whole rate needs
         total_j = 0.0
         ok = True
+        everything = np.ones(ev.lin.size, bool)  # one pool: static batches mix the classes
         for cname, mask, rate, slo, _ in found:
-            c = ev.candidate(name, b, clock, mask, rate, slo, max_gpus)
+            c = ev.candidate(name, b, clock, mask, rate, slo, max_gpus, pool=everything)
             if c is None or not (c.meets_slo and c.fits_memory):
                 ok = False
                 break

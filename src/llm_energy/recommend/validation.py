@@ -3,8 +3,9 @@
 `validate_recommendation` draws one sample of the trace, runs both configurations of
 `validation_configs(rec)` on it with `run_validation` (each opened by `measure_run`: vLLM with
 `max_num_seqs` = the batch, HF eager in padded static batches), and puts each measurement beside what
-the recommender's model says of the same requests at the same batch (and, for static runs, the model
-evaluated per padded batch, which sees the padding the recommender does not). The measured saving
+the recommender's model says of the same requests at the same batch (static engines: per padded batch
+in trace order, as they run; and, for every static run, the validation's own padded estimate, the same
+number for a static engine's profile). The measured saving
 carries both measurements' uncertainties; latency is what `run_validation` measured (static engines:
 per-batch prefill and total time, every request queued at the start), with the SLO attainment.
 
@@ -266,7 +267,8 @@ def validate_recommendation(
         f"both configurations ran the same {drawn.name} sample of {len(drawn)} requests "
         f"(seed {sample.seed}, of {eligible} eligible; input ≤ {sample.max_input_tokens}, "
         f"output ≤ {sample.max_output_tokens}) with their true lengths, offline (all submitted at once)",
-        "modelled = the recommender's per-request binned estimate of the same requests at the run's batch",
+        "modelled = the recommender's binned estimate of the same requests at the run's batch (static "
+        "engines: per padded batch in trace order, as they run; continuous: per request)",
     ]
     if rec.choice is not None and rec.choice.replicas > 1:
         notes.append(f"the choice uses {rec.choice.replicas} replicas; one replica was measured")

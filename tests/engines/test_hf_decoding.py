@@ -280,5 +280,7 @@ def test_a_tiny_moe_model_decodes_to_exact_length(decoding: str) -> None:
         engine.prefill()
         engine.decode()
         assert engine.generated_tokens() == BATCH.output_tokens
+        # Which experts kernel ran (transformers' grouped_mm or its per-expert loop) is part of the record.
+        assert engine.describe()["experts_implementation"] in ("grouped_mm", "eager", "batched_mm")
     finally:
         engine.close()

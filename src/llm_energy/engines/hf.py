@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_energy.architectures import Architecture, build_model
+from llm_energy.architectures.counts import num_experts
 from llm_energy.engines.base import Batch, SeparateDecodeMixin, oom_as_error
 from llm_energy.errors import ConfigError, EngineError
 
@@ -502,4 +503,7 @@ class HFEngine(SeparateDecodeMixin):
             facts["num_beams"] = c.num_beams
         if self.config.device.startswith("cuda"):
             facts["cuda"] = torch.version.cuda
+        experts = getattr(getattr(self.model, "config", None), "_experts_implementation", None)
+        if experts is not None and num_experts(self.arch) > 1:  # grouped_mm vs a per-expert loop: MoE cost
+            facts["experts_implementation"] = experts
         return facts

@@ -13,7 +13,8 @@ and it promises:
 
 Sections: environment (GPU, driver, versions from the `env_*` columns), method, one row per
 configuration (`summary.config_summary`), the figures of `plots`, the trace estimate and the
-energy model's fit quality when given.
+energy model's fit quality when given, measured validation runs against the models
+(`validation_section`) and the recommendation for a latency SLO (`recommendation_section`, modelled).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
 
     from llm_energy.estimate import Estimate
     from llm_energy.modeling.profile import EnergyProfile
+    from llm_energy.report.recommendation_section import RecommendationView
+    from llm_energy.report.validation_section import ValidationEntry
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +108,8 @@ def render_report(
     *,
     estimate: Estimate | None = None,
     profile: EnergyProfile | None = None,
+    validation: Sequence[ValidationEntry] = (),
+    recommendation: RecommendationView | None = None,
     title: str = DEFAULT_TITLE,
     generated_at: str | None = None,
     figures: bool = True,
@@ -118,6 +123,9 @@ def render_report(
         estimate: A trace estimate (`estimate_trace`) to show with its uncertainty and bins.
         profile: The energy profile to describe with its fit quality (leave-one-out and parametric
             errors); it also supplies the environment when the frame has no `env_*` columns.
+        validation: Measured validation runs, compared with the models where a profile was given
+            (`validation_section.validation_entries`).
+        recommendation: The recommendation for an SLO (`recommendation_section.recommend_for_report`).
         title: The report's title (escaped).
         generated_at: The time stamp to print; the current UTC time when None (pass one for
             reproducible output).
@@ -152,6 +160,14 @@ def render_report(
         parts.append(_estimate_section(estimate, dpi if figures else None))
     if profile is not None:
         parts.append(_profile_section(profile))
+    if validation:
+        from llm_energy.report.validation_section import validation_section
+
+        parts.append(validation_section(validation))
+    if recommendation is not None:
+        from llm_energy.report.recommendation_section import recommendation_section
+
+        parts.append(recommendation_section(recommendation))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

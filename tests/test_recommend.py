@@ -43,13 +43,15 @@ def hf_eager(sim_profile):
 def test_choice_is_the_cheapest_feasible_and_larger_batches_are_cheaper(sim_profile):
     """Without a binding SLO the largest batch wins; a tight TTFT bound forces a smaller batch."""
     lin, lout = np.full(50, 300), np.full(50, 60)
-    loose = recommend({"sim": sim_profile}, lin, lout, rate_per_s=1.0, slo_s={"tpot": 1.0})
+    # Full batches (load_aware=False): at 1 req/s the load model runs every B at the same concurrency.
+    full = {"load_aware": False}
+    loose = recommend({"sim": sim_profile}, lin, lout, rate_per_s=1.0, slo_s={"tpot": 1.0}, **full)
     assert loose.choice is not None and loose.choice.batch_size == 16
     assert loose.saving is not None and loose.saving > 0.5
     energies = [c.energy_per_request_j for c in sorted(loose.candidates, key=lambda c: c.batch_size)]
     assert energies == sorted(energies, reverse=True)
     ttft_4 = next(c.ttft_s for c in loose.candidates if c.batch_size == 4)
-    tight = recommend({"sim": sim_profile}, lin, lout, rate_per_s=1.0, slo_s={"ttft": ttft_4 * 1.01})
+    tight = recommend({"sim": sim_profile}, lin, lout, rate_per_s=1.0, slo_s={"ttft": ttft_4 * 1.01}, **full)
     assert tight.choice is not None and tight.choice.batch_size == 4
     assert all(c.feasible or c.batch_size > 4 or not c.keeps_up for c in tight.candidates)
 
@@ -58,7 +60,9 @@ def test_candidate_energy_is_the_estimate_and_binned_model_runs_once_per_batch(s
     """A candidate's J/request is `estimate_trace`'s at that batch; clocks reuse the binned run."""
     rng = np.random.default_rng(1)
     lin, lout = rng.integers(100, 2000, 300), rng.integers(20, 120, 300)
-    rec = recommend({"sim": sim_profile}, lin, lout, rate_per_s=1.0, slo_s={}, clocks_mhz=[1400, 1600])
+    rec = recommend(
+        {"sim": sim_profile}, lin, lout, rate_per_s=1.0, slo_s={}, clocks_mhz=[1400, 1600], load_aware=False
+    )
     at4 = next(c for c in rec.candidates if c.batch_size == 4 and c.clock_mhz is None)
     assert at4.energy_per_request_j == pytest.approx(
         estimate_trace(lin, lout, sim_profile, batch_size=4).request_mean_j
@@ -90,7 +94,14 @@ def test_hf_eager_profile_is_the_naive_baseline_at_largest_feasible_and_batch_1(
     """With an HF-eager profile the baselines are it at its largest feasible batch and at batch 1; the saving
     against it lies inside its bounds; validation gets both configurations."""
     lin, lout = np.full(48, 400), np.full(48, 80)  # full batches of 16: HF pads no partial tail
-    rec = recommend({"fast": sim_profile, "hf": hf_eager}, lin, lout, rate_per_s=1.0, slo_s={"tpot": 1.0})
+    rec = recommend(
+        {"fast": sim_profile, "hf": hf_eager},
+        lin,
+        lout,
+        rate_per_s=1.0,
+        slo_s={"tpot": 1.0},
+        load_aware=False,
+    )
     first, second = rec.baselines
     assert "HF eager" in first.label and "largest feasible" in first.label
     assert first.candidate.profile == "hf" and first.candidate.largest_feasible
@@ -160,12 +171,14 @@ def test_classes_split_at_the_percentiles_and_the_plan_beats_the_single_best(sim
     assert split.input_thresholds == pytest.approx(tuple(np.percentile(lin, [33, 66])))
     assert (split.input_class[lin <= split.input_thresholds[0]] == 0).all()
     assert (split.input_class[lin > split.input_thresholds[1]] == 2).all()
-    ev = Evaluator({"sim": sim_profile}, lin, lout)
+    ev = Evaluator({"sim": sim_profile}, lin, lout, load_aware=False)  # full batches, as the plan below
     long_b16 = ev.candidate("sim", 16, None, lin > 1000, 0.1, {}, None)
     short_b16 = ev.candidate("sim", 16, None, lin < 300, 0.1, {}, None)
     assert long_b16 is not None and short_b16 is not None
     ttft = (long_b16.ttft_s + short_b16.ttft_s) / 2  # batch 16 meets it for short inputs only
-    plan = plan_per_class({"sim": sim_profile}, lin, lout, rate_per_s=0.5, slo_s={"ttft": ttft})
+    plan = plan_per_class(
+        {"sim": sim_profile}, lin, lout, rate_per_s=0.5, slo_s={"ttft": ttft}, load_aware=False
+    )
     assert sum(c.requests for c in plan.classes) == lin.size
     assert plan.complete and plan.single_label is not None
     by_input = {c.name.split("/")[0]: c.recommendation.choice for c in plan.classes}

@@ -7,7 +7,8 @@ batch 1, when an HF-eager profile is given; otherwise the first profile at batch
 feasible batch, which the output names — and the fastest candidate, with the energy–latency Pareto
 frontier and the saving (with its bound) in % and kWh/day. `classes.py` plans per workload class.
 Static-batching engines (HF) are modelled per padded batch in trace order, continuous ones (vLLM) per
-request (`search.py`).
+request at the concurrency the rate sustains (Little's law, idle power included: `load.py`); the
+search ranks by that load-aware figure and keeps the full-batch one beside it (`search.py`).
 Every figure is an estimate from the profiles, to be checked by measuring: `validation_configs`
 returns the two configurations a validator runs on the GPU.
 """
@@ -166,12 +167,22 @@ def search(
     if not candidates:
         raise ConfigError("no request of the trace falls in the calibrated bins")
     feasible = [c for c in candidates if c.feasible]
-    choice = min(feasible, key=lambda c: c.energy_per_request_j) if feasible else None
+    # Equal energy (a continuous engine at a rate that fills none of several B's runs each at the same
+    # concurrency): the one with the most capacity, which absorbs bursts the load model does not see.
+    choice = min(feasible, key=lambda c: (c.energy_per_request_j, -c.throughput_per_s)) if feasible else None
     fastest = min(candidates, key=lambda c: (c.tpot_s, c.energy_per_request_j))
     notes = [
-        "modelled from the profiles' calibration grids at the requests' mean lengths; latencies are "
-        "those of a full batch (queueing and idle power between batches not modelled)"
+        "modelled from the profiles' calibration grids at the requests' mean lengths",
     ]
+    if ev.load_aware:
+        notes.append(
+            "load-aware (modelled): at the rate per replica λ an engine runs n = min(B, λ·E2E(n)) "
+            "requests at once (Little's law; static engines: partial padded batches of round(n), no "
+            "waiting to fill B); J/request is the binned model's at batch n plus idle power "
+            f"({ev.idle_power_w:g} W, assumed: the profiles store none) over "
+            "the time with no request in flight; latencies at batch n; bursts and queueing not modelled; "
+            "energy_full_batch_j / *_full_batch_s: the figures if every batch were full"
+        )
     static = [n for n, p in ev.profiles.items() if pads_batches(p)]
     if static:
         notes.append(
@@ -208,6 +219,7 @@ def recommend(
     clocks_mhz: Sequence[float] | None = None,
     max_gpus: int | None = None,
     max_clock_mhz: float | None = None,
+    load_aware: bool = True,
 ) -> Recommendation:
     """Search every profile × batch × clock × replicas for the least energy per request meeting the SLO.
 
@@ -221,11 +233,21 @@ def recommend(
         clocks_mhz: SM clocks to model besides the maximum (DVFS model, `modelled`).
         max_gpus: GPUs available for replicas (default: one replica).
         max_clock_mhz: Maximum SM clock (default: from the profile's GPU name).
+        load_aware: False: every batch full (the model before the load model; comparison and tests).
 
     Raises:
         ConfigError: no profile, a rate ≤ 0, a bad SLO, a clock outside the GPU's range, `max_gpus` < 1.
     """
-    ev = make_evaluator(profiles, input_tokens, output_tokens, rate_per_s, slo_s, max_gpus, max_clock_mhz)
+    ev = make_evaluator(
+        profiles,
+        input_tokens,
+        output_tokens,
+        rate_per_s,
+        slo_s,
+        max_gpus,
+        max_clock_mhz,
+        load_aware=load_aware,
+    )
     return search(
         ev,
         np.ones(ev.lin.size, bool),
@@ -245,6 +267,8 @@ def make_evaluator(
     slo_s: Mapping[str, float],
     max_gpus: int | None,
     max_clock_mhz: float | None,
+    *,
+    load_aware: bool = True,
 ) -> Evaluator:
     """Check the search's inputs and build the evaluator.
 
@@ -260,7 +284,9 @@ def make_evaluator(
     if max_clock_mhz is not None and not max_clock_mhz > 0:
         raise ConfigError(f"maximum clock must be > 0 MHz, got {max_clock_mhz}")
     check_slo(slo_s)
-    return Evaluator(profiles, input_tokens, output_tokens, max_clock_mhz=max_clock_mhz)
+    return Evaluator(
+        profiles, input_tokens, output_tokens, max_clock_mhz=max_clock_mhz, load_aware=load_aware
+    )
 
 
 class RunConfig(NamedTuple):

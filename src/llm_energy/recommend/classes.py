@@ -164,7 +164,7 @@ class ClassPlan:
             "saving": None if s is None else s[0],
             "saving_low": None if s is None else s[1],
             "saving_high": None if s is None else s[2],
-            "note": "one pool per class; idle power of the extra pools not modelled",
+            "note": "one pool per class; each pool's load (concurrency, idle time) at its class's rate",
         }
 
 
@@ -180,6 +180,7 @@ def plan_per_class(
     clocks_mhz: Sequence[float] | None = None,
     max_gpus: int | None = None,
     max_clock_mhz: float | None = None,
+    load_aware: bool = True,
 ) -> ClassPlan:
     """Plan a configuration per workload class and compare with the best single configuration.
 
@@ -193,7 +194,14 @@ def plan_per_class(
     if preset is not None:
         preset_slo(preset, 0)
     ev = make_evaluator(
-        profiles, input_tokens, output_tokens, rate_per_s, slo_s or {}, max_gpus, max_clock_mhz
+        profiles,
+        input_tokens,
+        output_tokens,
+        rate_per_s,
+        slo_s or {},
+        max_gpus,
+        max_clock_mhz,
+        load_aware=load_aware,
     )
     split = split_classes(ev.lin, ev.lout)
     n = ev.lin.size
@@ -250,7 +258,9 @@ def _best_single(
         ok = True
         everything = np.ones(ev.lin.size, bool)  # one pool: static batches mix the classes
         for cname, mask, rate, slo, _ in found:
-            c = ev.candidate(name, b, clock, mask, rate, slo, max_gpus, pool=everything)
+            c = ev.candidate(
+                name, b, clock, mask, rate, slo, max_gpus, pool=everything, pool_rate_per_s=rate_per_s
+            )
             if c is None or not (c.meets_slo and c.fits_memory):
                 ok = False
                 break

@@ -164,8 +164,8 @@ def print_class_plan(console: Console, plan: ClassPlan) -> None:
             f"saving over the single best {s[0]:.1%} (bounds {s[1]:.1%} to {s[2]:.1%})"
         )
         console.print(
-            "[dim]note: the plan serves each class from its own pool; the idle power of pools that a "
-            "single configuration would share is not modelled[/dim]"
+            "[dim]note: the plan serves each class from its own pool, each at its class's load "
+            "(concurrency, idle time: modelled)[/dim]"
         )
 
 

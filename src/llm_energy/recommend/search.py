@@ -7,8 +7,14 @@ feasible when it meets every SLO bound, its batch fits (≤ the largest batch th
 mean shape) and B / T(B) per replica × replicas keeps up with the rate, with replicas limited by
 `--gpus`. Energy per request comes from the binned model on the requests themselves (no FLOPs
 baseline: that is `estimate`'s). A GPU clock below the maximum applies the DVFS model's per-phase
-factors (`llm_energy.control.dvfs`, labelled `modelled`). Queueing delay and idle power between
-batches are not modelled: latencies are those of a full batch.
+factors (`llm_energy.control.dvfs`, labelled `modelled`).
+
+Continuous engines are load-aware (`llm_energy.recommend.load`, a model): at the rate per replica
+they run n = min(B, λ · E2E(n)) requests at once (Little's law), so energy per request is the
+binned model's at batch n plus idle power over the time no request is in flight, and latencies are
+those at batch n; at a rate that fills B both equal the full-batch figures, which every candidate
+keeps (`energy_full_batch_j`, `*_full_batch_s`). The search ranks by the load-aware figure. Queueing
+delay and bursts are not modelled. Throughput (capacity) is that of full batches, B / E2E(B).
 
 Static-batching engines (`STATIC_BATCHING_ENGINES`: HF eager/compiled/cudagraphs, hf-spec) are
 modelled as they run: the requests in trace order in batches of B, each padded to its longest prompt
@@ -16,7 +22,10 @@ and output (`llm_energy.modeling.padded`, the estimate the validation's `binned-
 request's energy is a row of its padded batch, its TTFT the batch's prefill, its TPOT the batch's
 decode step, its E2E the whole batch (every row returns at its end). Assumption: static engines pad
 every batch to its longest prompt and output (measured on the H100: unpadded model −51%, padded
-−4.9%). Continuous engines (vLLM, hf-paged, the simulated engine) keep the per-request model.
+−4.9%). They are not load-aware: at a rate that cannot fill B a static engine either waits to fill
+its batch (longer TTFT) or runs partial batches (more energy per request); neither is modelled, so
+their figures are those of full batches (an HF-eager baseline is then favoured, a saving over it
+understated). Continuous engines (vLLM, hf-paged, the simulated engine) keep the per-request model.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
@@ -33,6 +43,12 @@ from llm_energy.estimate import FIXED_BINS
 from llm_energy.modeling.binned import BinnedModel, RequestEnergy
 from llm_energy.modeling.padded import padded_batches
 from llm_energy.modeling.profile import EnergyProfile
+from llm_energy.recommend.load import (
+    DEFAULT_IDLE_POWER_UNC_W,
+    DEFAULT_IDLE_POWER_W,
+    OperatingPoint,
+    operating_point,
+)
 
 SLO_METRICS = ("ttft", "tpot", "e2e")
 _NO_CLOCK = PhaseFactors(0.0, 1.0, 1.0, 1.0, 1.0)
@@ -49,14 +65,16 @@ class Candidate:
         profile: Profile name (bundled name or file) the configuration comes from.
         engine: Engine of the profile.
         mode: Mode of the profile.
-        batch_size: Batch size (for `largest_feasible`, the one at the group's mean shape).
-        energy_per_request_j: Mean estimated GPU energy per request (static: per padded batch).
+        batch_size: Batch size B (for `largest_feasible`, the one at the group's mean shape).
+        energy_per_request_j: Mean estimated GPU energy per request (static: per padded batch;
+            continuous: at the load-aware concurrency, idle power included; the search ranks by it).
         uncertainty_per_request_j: Its bound (the grid's relative bounds, summed; worst case).
-        ttft_s: Prefill time of a full batch at the mean input length (static: the mean over requests
-            of their padded batch's prefill).
-        tpot_s: Decode step time at the mean lengths (static: the mean of the padded batches' steps).
-        e2e_s: Time a request spends in its batch (prefill + (mean output − 1) decode steps; static:
-            the mean of the padded batches' whole run).
+        ttft_s: Prefill time of a batch at the mean input length (continuous: of `concurrency`
+            requests; static: the mean over requests of their padded batch's prefill).
+        tpot_s: Decode step time at the mean lengths (continuous: at `concurrency`; static: the mean
+            of the padded batches' steps).
+        e2e_s: Time a request spends in its batch (prefill + (mean output − 1) decode steps, at
+            `concurrency`; static: the mean of the padded batches' whole run).
         throughput_per_s: Requests/s all replicas complete.
         meets_slo: Every SLO bound met.
         keeps_up: Throughput ≥ the arrival rate.
@@ -67,6 +85,14 @@ class Candidate:
         largest_feasible: Batch = the largest feasible per request shape (the seed's baseline rule).
         source: `profile` (measured grid) or `modelled (DVFS)` when a clock is applied.
         batching: `static` (padded batches in trace order) or `continuous` (per request).
+        concurrency: Continuous: modelled mean requests in flight per replica, n = min(B, λ · E2E(n))
+            (`llm_energy.recommend.load`); static: None (full batches).
+        idle_j_per_request: Idle power × time per request with no request in flight (in the energy).
+        energy_full_batch_j: The energy per request if every batch were a full B (the figure before
+            the load model; continuous: equal to `energy_per_request_j` once the rate fills B).
+        ttft_full_batch_s: TTFT of a full batch (continuous; static: as `ttft_s`).
+        tpot_full_batch_s: TPOT of a full batch.
+        e2e_full_batch_s: E2E of a full batch.
     """
 
     profile: str
@@ -88,6 +114,12 @@ class Candidate:
     largest_feasible: bool = False
     source: str = "profile"
     batching: str = "continuous"
+    concurrency: float | None = None
+    idle_j_per_request: float = 0.0
+    energy_full_batch_j: float | None = None
+    ttft_full_batch_s: float | None = None
+    tpot_full_batch_s: float | None = None
+    e2e_full_batch_s: float | None = None
 
     @property
     def feasible(self) -> bool:
@@ -167,6 +199,10 @@ class Evaluator:
         input_tokens: Input lengths of the trace.
         output_tokens: Output lengths of the trace.
         max_clock_mhz: Maximum SM clock for the DVFS model (default: from each profile's GPU name).
+        idle_power_w: GPU power with no request in flight, W, for the load model of continuous engines
+            (the profiles store none; default: the H100's measured, `load.DEFAULT_IDLE_POWER_W`).
+        idle_power_unc_w: Its bound, W.
+        load_aware: False: every batch full (the model before `load.py`, for comparison and tests).
     """
 
     def __init__(
@@ -176,14 +212,22 @@ class Evaluator:
         output_tokens: np.ndarray,
         *,
         max_clock_mhz: float | None = None,
+        idle_power_w: float = DEFAULT_IDLE_POWER_W,
+        idle_power_unc_w: float = DEFAULT_IDLE_POWER_UNC_W,
+        load_aware: bool = True,
     ) -> None:
         self.profiles = dict(profiles)
         self.lin = np.asarray(input_tokens, float)
         self.lout = np.asarray(output_tokens, float)
         if self.lin.size == 0:
             raise ConfigError("the trace is empty")
+        if not idle_power_w >= 0 or not idle_power_unc_w >= 0:
+            raise ConfigError(f"idle power must be ≥ 0 W, got {idle_power_w} ± {idle_power_unc_w}")
         self.max_clock_mhz = max_clock_mhz
-        self._requests: dict[tuple[str, int | None], RequestEnergy] = {}
+        self.idle_power_w = idle_power_w
+        self.idle_power_unc_w = idle_power_unc_w
+        self.load_aware = load_aware
+        self._requests: dict[tuple[str, float | None], RequestEnergy] = {}
         self._padded: dict[tuple[str, int, bytes], _Padded] = {}
         self._models = {
             n: BinnedModel(p.grid, p.feasible, method="log", bins=FIXED_BINS) for n, p in profiles.items()
@@ -194,9 +238,15 @@ class Evaluator:
         """Binned-model evaluations run so far: one per (profile, batch), whatever the clocks and classes."""
         return len(self._requests)
 
-    def _energy(self, name: str, batch: int | None) -> RequestEnergy:
+    def _energy(self, name: str, batch: float | None) -> RequestEnergy:
+        """Per-request energy at `batch` (None: each bin's largest feasible).
+
+        A fractional batch is a load-aware concurrency: `estimate` interpolates the grid at any
+        batch ≥ 1, though it is typed `int`.
+        """
         if (name, batch) not in self._requests:
-            self._requests[name, batch] = self._models[name].estimate(self.lin, self.lout, batch)
+            size = cast(int | None, batch)
+            self._requests[name, batch] = self._models[name].estimate(self.lin, self.lout, size)
         return self._requests[name, batch]
 
     def _padded_energy(self, name: str, batch: int, pool: np.ndarray) -> _Padded:
@@ -236,12 +286,15 @@ class Evaluator:
         slo_s: Mapping[str, float],
         max_gpus: int | None,
         pool: np.ndarray | None = None,
+        pool_rate_per_s: float | None = None,
     ) -> Candidate | None:
         """Evaluate a configuration on the requests in `mask` at `rate_per_s` (None: no request kept).
 
         `pool`: the requests served together (default: `mask`'s). Static engines batch the pool's
         requests in trace order, so a class served by one configuration shared with other classes
-        (`classes._best_single`) is padded by its neighbours of other classes; continuous: no effect.
+        (`classes._best_single`) is padded by its neighbours of other classes. With `pool_rate_per_s`
+        (the rate the pool arrives at) the load (concurrency, idle time) is the pool's: its mean
+        lengths at that rate, and `mask`'s requests run at it.
         """
         prof = self.profiles[name]
         est = self._energy(name, batch)
@@ -250,33 +303,72 @@ class Evaluator:
         if n == 0:
             return None
         f = phase_factors(clock_mhz, self.max_clock(name)) if clock_mhz else _NO_CLOCK
+        grid = prof.grid
         lin_m, lout_m = float(self.lin[mask].mean()), float(self.lout[mask].mean())
         cap = int(self._models[name].max_batch(np.array([lin_m]), np.array([lout_m]))[0])
         b = cap if batch is None else batch
+        most = max(max_gpus // prof.gpu_count, 1) if max_gpus else 1
         static = pads_batches(prof)
+
+        def mean_shape(ns: Any, lin: float, lout: float) -> tuple[Any, Any]:
+            """(TTFT, E2E) of a batch of `ns` at these mean lengths, unpadded, at the clock."""
+            ttft = grid.prefill_batch_s(ns, lin) * f.prefill_time
+            return ttft, ttft + max(lout - 1, 0) * grid.decode_step_s(ns, lin, max(lout, 2)) * f.decode_time
+
+        def joules(e: RequestEnergy | _Padded) -> tuple[float, float]:
+            pre, dec = float(e.prefill_j[kept].sum()), float(e.decode_j[kept].sum())
+            total = pre * f.prefill_energy + dec * f.decode_energy
+            unc_j = float(e.uncertainty_j[kept].sum())
+            return total, unc_j * (total / (pre + dec) if pre + dec > 0 else 1.0)
+
         if static:
             # Static engines pad every batch to its longest prompt and output (measured on the H100:
             # unpadded model −51%, padded −4.9%): the pool's requests in trace order, B at a time.
-            pad = self._padded_energy(name, b, est.kept & (mask if pool is None else pool | mask))
-            pre, dec = float(pad.prefill_j[kept].sum()), float(pad.decode_j[kept].sum())
-            unc_j = float(pad.uncertainty_j[kept].sum())
-            batch_s = pad.prefill_s[kept] * f.prefill_time + pad.decode_s[kept] * f.decode_time
-            ttft = float(pad.prefill_s[kept].mean()) * f.prefill_time
-            tpot = float(pad.decode_step_s[kept].mean()) * f.decode_time
-            per_request_s = float(batch_s.mean())  # every row returns at its batch's end
-            busy_s = float((batch_s / pad.rows[kept]).sum())  # each request's share of its batch's run
+            members = est.kept & (mask if pool is None else pool | mask)
+            pad = self._padded_energy(name, b, members)
+            full = self._static_times(pad, kept, f)
+            busy_s = float((full[3] / pad.rows[kept]).sum())  # each request's share of its batch's run
             per_replica = n / busy_s if busy_s > 0 else math.inf
         else:
-            pre, dec = float(est.prefill_j[kept].sum()), float(est.decode_j[kept].sum())
-            unc_j = float(est.uncertainty_j[kept].sum())
-            ttft = float(prof.grid.prefill_batch_s(b, lin_m)) * f.prefill_time
-            tpot = float(prof.grid.decode_step_s(b, lin_m, max(lout_m, 2))) * f.decode_time
-            per_request_s = ttft + max(lout_m - 1, 0) * tpot
-            per_replica = b / per_request_s if per_request_s > 0 else math.inf
-        energy = pre * f.prefill_energy + dec * f.decode_energy
-        unc = unc_j * (energy / (pre + dec) if pre + dec > 0 else 1.0)
-        most = max(max_gpus // prof.gpu_count, 1) if max_gpus else 1
+            ttft_b, e2e_b = mean_shape(b, lin_m, lout_m)
+            tpot_b = float(grid.decode_step_s(b, lin_m, max(lout_m, 2))) * f.decode_time
+            full = (float(ttft_b), tpot_b, float(e2e_b), np.zeros(0))
+            per_replica = b / full[2] if full[2] > 0 else math.inf
         replicas = min(max(math.ceil(rate_per_s / per_replica), 1), most)
+        # The load: the pool's (shared by classes) or the mask's own requests, per replica.
+        if pool is not None and pool_rate_per_s is not None:
+            p_lin, p_lout = float(self.lin[pool].mean()), float(self.lout[pool].mean())
+            need = pool_rate_per_s * float(mean_shape(b, p_lin, p_lout)[1]) / b
+            load_rate, load_replicas = pool_rate_per_s, min(max(math.ceil(need), 1), most)
+        else:
+            p_lin, p_lout, load_rate, load_replicas = lin_m, lout_m, rate_per_s, replicas
+        point = (
+            operating_point(
+                lambda ns: mean_shape(ns, p_lin, p_lout)[1],
+                load_rate / load_replicas,
+                b,
+                float(grid.batches[-1]),
+            )
+            if self.load_aware
+            else OperatingPoint(float(b), 0.0, True)
+        )
+        full_energy = joules(pad if static else est)[0]
+        if static:
+            # Partial batches of the k requests that arrive while one runs (no waiting to fill B).
+            k = b if point.full else max(1, min(b, round(point.concurrency)))
+            part = pad if k == b else self._padded_energy(name, k, members)
+            ttft, tpot, per_request_s, _ = self._static_times(part, kept, f)
+            energy, unc = joules(part)
+            concurrency = float(k)
+        else:
+            # At a rate that fills B: the full-batch estimate itself (largest feasible: per bin's cap).
+            concurrency = float(b) if point.full else round(point.concurrency, 3)
+            energy, unc = joules(est if point.full else self._energy(name, concurrency))
+            ttft = float(mean_shape(concurrency, lin_m, lout_m)[0])
+            tpot = float(grid.decode_step_s(concurrency, lin_m, max(lout_m, 2))) * f.decode_time
+            per_request_s = ttft + max(lout_m - 1, 0) * tpot
+        idle_j = self.idle_power_w * point.idle_s_per_request * n
+        energy, unc = energy + idle_j, unc + self.idle_power_unc_w * point.idle_s_per_request * n
         values = {"ttft": ttft, "tpot": tpot, "e2e": per_request_s}
         return Candidate(
             profile=name,
@@ -298,7 +390,23 @@ class Evaluator:
             largest_feasible=batch is None,
             source="modelled (DVFS)" if clock_mhz else "profile",
             batching="static" if static else "continuous",
+            concurrency=concurrency,
+            idle_j_per_request=idle_j / n,
+            energy_full_batch_j=full_energy / n,
+            ttft_full_batch_s=full[0],
+            tpot_full_batch_s=full[1],
+            e2e_full_batch_s=full[2],
         )
+
+    @staticmethod
+    def _static_times(
+        pad: _Padded, kept: np.ndarray, f: PhaseFactors
+    ) -> tuple[float, float, float, np.ndarray]:
+        """(TTFT, TPOT, E2E) means over `kept` of their padded batches, and each one's batch run (s)."""
+        batch_s = pad.prefill_s[kept] * f.prefill_time + pad.decode_s[kept] * f.decode_time
+        ttft = float(pad.prefill_s[kept].mean()) * f.prefill_time
+        tpot = float(pad.decode_step_s[kept].mean()) * f.decode_time
+        return ttft, tpot, float(batch_s.mean()), batch_s  # every row returns at its batch's end
 
 
 def configurations(

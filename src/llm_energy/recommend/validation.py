@@ -268,7 +268,8 @@ def validate_recommendation(
         f"(seed {sample.seed}, of {eligible} eligible; input ≤ {sample.max_input_tokens}, "
         f"output ≤ {sample.max_output_tokens}) with their true lengths, offline (all submitted at once)",
         "modelled = the recommender's binned estimate of the same requests at the run's batch (static "
-        "engines: per padded batch in trace order, as they run; continuous: per request)",
+        "engines: per padded batch in trace order, as they run; continuous: per request), with full "
+        "batches as the offline runs have (not the load-aware figure the search ranks by)",
     ]
     if rec.choice is not None and rec.choice.replicas > 1:
         notes.append(f"the choice uses {rec.choice.replicas} replicas; one replica was measured")
@@ -298,11 +299,14 @@ def _beside_model(
     padded = None
     if run.batching == "static":
         padded = padded_estimate_j(prof, run)[0] / run.requests
+    # The validation runs offline (every request submitted at once: full batches), so the model beside
+    # it is the full-batch figure, not the load-aware one the search ranks by.
+    full_j = cand.energy_full_batch_j
     return MeasuredConfig(
         role,
         cfg,
         run,
-        cand.energy_per_request_j,
+        cand.energy_per_request_j if full_j is None else full_j,
         cand.uncertainty_per_request_j,
         padded,
         slo_attainment(run, rec.slo_s),

@@ -6,6 +6,7 @@ module because building vLLM's engine takes ~25 s on a CPU.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 
@@ -167,3 +168,65 @@ def test_validate_runs_a_trace_sample_through_vllm(engine: VllmEngine) -> None:
     )
     assert run.batching == "continuous" and run.requests == 6 and not run.batches
     assert run.output_tokens == [6, 2, 9, 4, 11, 3]
+
+
+def test_generate_requests_reports_each_requests_latency(engine: VllmEngine) -> None:
+    """TTFT / TPOT / E2E per request, in request order, from vLLM's own per-request timestamps."""
+    inputs, outputs = [5, 40, 17, 9, 60, 3, 22, 11, 30, 8], [3, 12, 1, 7, 20, 2, 9, 5, 16, 4]
+    start_s = time.monotonic()
+    engine.generate_requests(inputs, outputs, seed=2)  # more than max_num_seqs: some wait their turn
+    wall_s = time.monotonic() - start_s
+    latencies = engine.last_request_latencies_s
+    assert latencies is not None and len(latencies) == len(inputs)
+    for (ttft, tpot, e2e), tokens in zip(latencies, outputs, strict=True):
+        assert all(math.isfinite(x) for x in (ttft, tpot, e2e))
+        assert 0.0 < ttft <= e2e <= wall_s
+        # After its first token a request takes tokens − 1 steps of its mean TPOT each.
+        assert e2e - ttft == pytest.approx(tpot * (tokens - 1), abs=1e-9)
+        if tokens == 1:
+            assert tpot == 0.0 and e2e == ttft
+        else:
+            assert tpot > 0.0
+    # A failed call leaves no stale latencies behind.
+    with pytest.raises(ConfigError, match="max_model_len"):
+        engine.generate_requests([250], [10])
+    assert engine.last_request_latencies_s is None
+
+
+@pytest.mark.filterwarnings(
+    "ignore::llm_energy.errors.MeasurementWarning"
+)  # the simulated clock stands still
+def test_continuous_validation_reports_vllm_latencies(engine: VllmEngine) -> None:
+    """A continuous `run_validation` on vLLM has per-request latencies, so percentiles and SLO checks."""
+    from llm_energy.recommend import RunConfig
+    from llm_energy.recommend.validation import MeasuredConfig
+    from llm_energy.validate import run_validation, slo_attainment
+    from llm_energy.workloads.traces import Trace
+
+    clock = SimClock()
+    meter = EnergyMeter([SimulatedGpu(clock, PowerTrace.constant(100.0))], clock=clock)
+    trace = Trace("mixed", np.array([12, 30, 7, 44, 19, 25]), np.array([6, 2, 9, 1, 11, 3]))
+    run = run_validation(
+        engine, meter, trace, MAX_NUM_SEQS, model="tiny-hd32", engine_name="vllm", mode="eager",
+        clock=clock, batching="continuous",
+    )  # fmt: skip
+    assert run.batching == "continuous"
+    assert run.latency_note.startswith("as reported by vllm"), run.latency_note
+    assert len(run.ttft_s) == len(run.tpot_s) == len(run.e2e_s) == 6
+    assert run.tpot_s[3] == 0.0  # the one-token request has no decode step
+    slo = slo_attainment(run, {"ttft": 60.0, "tpot": 60.0, "e2e": 60.0})
+    assert slo == {"ttft": 1.0, "tpot": 1.0, "e2e": 1.0, "all": 1.0}
+    assert slo_attainment(run, {"ttft": 0.0}) == {"ttft": 0.0, "all": 0.0}
+    checked = MeasuredConfig(
+        role="chosen",
+        config=RunConfig(engine="vllm", mode="eager", batch_size=MAX_NUM_SEQS, profile="cpu"),
+        run=run,
+        modelled_j_per_request=1.0,
+        modelled_unc_j_per_request=0.1,
+        padded_j_per_request=None,
+        slo_attainment=slo,
+    )
+    summary = checked.latency_summary()
+    assert summary is not None and all(math.isfinite(v) for v in summary.values())
+    assert 0.0 < summary["ttft_p50_s"] <= summary["e2e_p50_s"]
+    assert 0.0 < summary["ttft_p90_s"] <= summary["e2e_p90_s"]

@@ -17,6 +17,11 @@ runs as one batch only when B ≤ `max_num_seqs` and the KV cache holds all B se
 `prepare` refuses batches that would not, instead of letting vLLM queue or preempt requests and
 silently measure something else. Prefix caching stays off: the repeated prefills of a meter
 window would otherwise hit the cache and measure nothing.
+
+`generate_requests` (the continuous path of `validate`) also reports each request's TTFT, TPOT and
+E2E in `last_request_latencies_s`, from the engine-core timestamps of vLLM's per-request statistics
+(`RequestOutput.metrics`, a `RequestStateStats`), which vLLM keeps only with its statistics on
+(`disable_log_stats=False`, which the offline `LLM` turns off by default).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import logging
 import math
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -133,6 +139,9 @@ class VllmEngine:
         self._prompts: list[Any] = []
         self._full_params: Any = None
         self._prefill_params: Any = None
+        self.last_request_latencies_s: list[tuple[float, float, float]] | None = None
+        """(ttft_s, tpot_s, e2e_s) of each request of the last `generate_requests`, in request order;
+        None when that call failed or vLLM gave no usable per-request timing."""
 
     # -- lifecycle -----------------------------------------------------------------------------
     def load(self) -> None:
@@ -160,6 +169,11 @@ class VllmEngine:
             "max_model_len": self.max_model_len,
             "gpu_memory_utilization": self.config.gpu_memory_utilization,
             "enable_prefix_caching": False,
+            # Per-request timing (RequestOutput.metrics) exists only with vLLM's statistics on; the
+            # offline LLM turns them off by default. They cost a few timestamps and counters per
+            # request and step, in the frontend process (overlapping the engine core's next step)
+            # and the scheduler, plus one log line of throughput every VLLM_LOG_STATS_INTERVAL.
+            "disable_log_stats": False,
         }
         if self.arch.path is None:
             kwargs["load_format"] = "dummy"
@@ -282,6 +296,10 @@ class VllmEngine:
         """Submit requests of these exact lengths at once; vLLM batches them (at most `max_num_seqs`).
 
         Continuous batching decides who runs with whom, as in a real offline job; used by `validate`.
+        Sets `last_request_latencies_s` (None first, so a failed call leaves none behind): per request,
+        TTFT = its first token − the submission of all of them, TPOT = (last token − first token) /
+        (output tokens − 1), 0 for a single token (as vLLM's own mean time per output token), and
+        E2E = its last token − the submission; None, with a warning, where vLLM gave no timing.
 
         Returns:
             Output tokens generated (checked equal to the requested total).
@@ -294,6 +312,7 @@ class VllmEngine:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
+        self.last_request_latencies_s = None
         if self.llm is None:
             self.load()
         rng = np.random.default_rng([self.config.seed, seed])
@@ -309,11 +328,16 @@ class VllmEngine:
                     max_tokens=lout, min_tokens=lout, ignore_eos=True, temperature=0.0, detokenize=False
                 )
             )
+        # The engine core stamps tokens with time.monotonic() (CLOCK_MONOTONIC, shared by the
+        # processes of one host); the submission is stamped on the same clock here.
+        submitted_s = time.monotonic()
         with _vllm_errors():
             outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        returned_s = time.monotonic()
         got = [len(out.outputs[0].token_ids) for out in outputs]
         if got != list(output_tokens):
             raise EngineError(f"vllm returned {sum(got)} output tokens; expected {sum(output_tokens)}")
+        self.last_request_latencies_s = _request_latencies(outputs, submitted_s, returned_s)
         return sum(got)
 
     def prefill(self) -> None:
@@ -359,6 +383,7 @@ class VllmEngine:
             "max_num_batched_tokens": self.config.max_num_batched_tokens,
             "gpu_memory_utilization": self.config.gpu_memory_utilization,
             "enable_prefix_caching": False,
+            "disable_log_stats": False,
         }
         if self.llm is not None:
             cache = self.llm.llm_engine.vllm_config.cache_config
@@ -370,6 +395,47 @@ class VllmEngine:
         if self._batch is None or self.llm is None:
             raise EngineError("prepare() must be called first")
         return self._batch
+
+
+def _request_latencies(
+    outputs: Sequence[Any], submitted_s: float, returned_s: float
+) -> list[tuple[float, float, float]] | None:
+    """(ttft_s, tpot_s, e2e_s) per output from vLLM's per-request statistics, or None (logged).
+
+    Only the engine core's monotonic `first_token_ts` / `last_token_ts` are used, against this
+    process's `time.monotonic()` around `generate`: `arrival_time` and `first_token_latency` are on
+    the wall clock (time.time()) and are never mixed with them. Timestamps outside the call's own
+    window (an engine core on another clock) are refused rather than reported.
+    """
+    latencies: list[tuple[float, float, float]] = []
+    for k, out in enumerate(outputs):
+        stats = getattr(out, "metrics", None)
+        first = getattr(stats, "first_token_ts", None)
+        last = getattr(stats, "last_token_ts", None)
+        if not isinstance(first, float) or not isinstance(last, float):
+            logger.warning(
+                "latency not measured: vllm gave request %d no first_token_ts/last_token_ts "
+                "(RequestOutput.metrics is %s); per-request statistics need disable_log_stats=False",
+                k,
+                type(stats).__name__,
+            )
+            return None
+        if not submitted_s <= first <= last <= returned_s:
+            logger.warning(
+                "latency not measured: vllm's first/last token timestamps of request %d (%.6f, %.6f) "
+                "are not in order within this call's monotonic window [%.6f, %.6f] (is vllm's engine "
+                "core stamping them on another clock?)",
+                k,
+                first,
+                last,
+                submitted_s,
+                returned_s,
+            )
+            return None
+        tokens = len(out.outputs[0].token_ids)
+        tpot = (last - first) / (tokens - 1) if tokens > 1 else 0.0
+        latencies.append((first - submitted_s, tpot, last - submitted_s))
+    return latencies
 
 
 _OOM_MARKERS = ("out of memory", "kv cache", "gpu_memory_utilization", "cache blocks")

@@ -9,12 +9,13 @@ mean shape) and B / T(B) per replica × replicas keeps up with the rate, with re
 baseline: that is `estimate`'s). A GPU clock below the maximum applies the DVFS model's per-phase
 factors (`llm_energy.control.dvfs`, labelled `modelled`).
 
-Continuous engines are load-aware (`llm_energy.recommend.load`, a model): at the rate per replica
-they run n = min(B, λ · E2E(n)) requests at once (Little's law), so energy per request is the
-binned model's at batch n plus idle power over the time no request is in flight, and latencies are
-those at batch n; at a rate that fills B both equal the full-batch figures, which every candidate
-keeps (`energy_full_batch_j`, `*_full_batch_s`). The search ranks by the load-aware figure. Queueing
-delay and bursts are not modelled. Throughput (capacity) is that of full batches, B / E2E(B).
+Engines are load-aware (`llm_energy.recommend.load`, a model; `load_aware=False`: full batches). A
+continuous engine at the rate per replica runs n = min(B, λ · E2E(n)) requests at once (Little's
+law), so energy per request is the binned model's at batch n plus idle power over the time no
+request is in flight, and latencies are those at batch n; at a rate that fills B both equal the
+full-batch figures, which every candidate keeps (`energy_full_batch_j`, `*_full_batch_s`). The
+search ranks by the load-aware figure. Queueing delay and bursts are not modelled. Throughput
+(capacity) is that of full batches, B / E2E(B).
 
 Static-batching engines (`STATIC_BATCHING_ENGINES`: HF eager/compiled/cudagraphs, hf-spec) are
 modelled as they run: the requests in trace order in batches of B, each padded to its longest prompt
@@ -22,10 +23,13 @@ and output (`llm_energy.modeling.padded`, the estimate the validation's `binned-
 request's energy is a row of its padded batch, its TTFT the batch's prefill, its TPOT the batch's
 decode step, its E2E the whole batch (every row returns at its end). Assumption: static engines pad
 every batch to its longest prompt and output (measured on the H100: unpadded model −51%, padded
-−4.9%). They are not load-aware: at a rate that cannot fill B a static engine either waits to fill
-its batch (longer TTFT) or runs partial batches (more energy per request); neither is modelled, so
-their figures are those of full batches (an HF-eager baseline is then favoured, a saving over it
-understated). Continuous engines (vLLM, hf-paged, the simulated engine) keep the per-request model.
+−4.9%). Load: at a rate that cannot fill B a static engine is modelled as running partial batches of
+k = round(n) (the requests that arrive while one batch runs; it does not wait to fill B), n from the
+same fixed point on the unpadded mean-shape batch time (padding makes real batches longer, so n and
+the saving of batching are slightly understated); energy and latency are those of padded batches of
+k in trace order, plus idle power below one request in flight. Leaving static engines at full batches
+while continuous ones pay for their load made HF eager look cheaper than vLLM at low rates.
+Continuous engines (vLLM, hf-paged, the simulated engine) keep the per-request model.
 """
 
 from __future__ import annotations

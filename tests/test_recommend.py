@@ -133,7 +133,8 @@ def test_modelled_clocks_follow_the_dvfs_factors_and_bad_clocks_are_refused(sim_
     base = next(c for c in rec.candidates if c.batch_size == 16 and c.clock_mhz is None)
     low = next(c for c in rec.candidates if c.batch_size == 16 and c.clock_mhz == 1400.0)
     f = phase_factors(1400, 1980)
-    assert low.ttft_s == pytest.approx(base.ttft_s * f.prefill_time)
+    # Continuous TTFT: the request's own prefill (prefill factor) + the decode step it joins (decode factor).
+    assert low.ttft_s - low.tpot_s == pytest.approx((base.ttft_s - base.tpot_s) * f.prefill_time)
     assert low.tpot_s == pytest.approx(base.tpot_s * f.decode_time)
     assert low.source == "modelled (DVFS)" and base.source == "profile"
     assert low.energy_per_request_j < base.energy_per_request_j  # decode-heavy work saves energy

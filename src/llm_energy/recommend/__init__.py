@@ -180,7 +180,9 @@ def search(
             "requests at once (Little's law; static engines: partial padded batches of round(n), no "
             "waiting to fill B); J/request is the binned model's at batch n plus idle power "
             f"({ev.idle_power_w:g} W, assumed: the profiles store none) over "
-            "the time with no request in flight; latencies at batch n; bursts and queueing not modelled; "
+            "the time with no request in flight; latencies at batch n (continuous engines: TTFT = a "
+            "request's own prefill + one decode step at n, its prefill scheduled beside the running "
+            "decodes, no batch of prompts); bursts and queueing below B not modelled; "
             "energy_full_batch_j / *_full_batch_s: the figures if every batch were full"
         )
     static = [n for n, p in ev.profiles.items() if pads_batches(p)]

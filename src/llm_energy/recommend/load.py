@@ -6,10 +6,23 @@ batch, and the GPU's static power is spread over fewer requests; a larger B then
 (mean-value, steady state; labelled `modelled` wherever it is shown):
 
     λ      = rate / replicas                                  (arrivals per replica)
+    TTFT(n) = P(1) + TPOT(n)                                  (a request joining n running ones)
     E2E(n) = TTFT(n) + (L̄out − 1) · TPOT(n)                  (the profile's grid at batch n, the
                                                               requests' mean lengths, DVFS-scaled)
     n      = min(B, λ · E2E(n)),  n ≥ 1                       (Little's law; the least fixed point)
     J/req  = E(n) + P_idle · max(0, 1/λ − E2E(1))             (E(n): the binned model at batch n)
+
+TTFT in continuous batching (assumption): vLLM schedules a new request's prefill into the next step
+beside the running decodes (chunked prefill); it does not wait for a batch of prompts. A request's
+TTFT is its own prefill, P(1) (the grid's prefill of a batch of 1 at the mean input length), plus the
+decode step of the running batch it joins, TPOT(n); no queueing while n < B. When the rate fills B
+(n would exceed B) a request waits for a slot: the search then reports the full-batch figures (TTFT =
+the prefill of a batch of B, a lower bound on an unbounded queue) and the candidate does not keep up
+(`keeps_up` is false: capacity is B / E2E of full batches, prefill of B included). Static engines
+(padded batches) keep the prefill of their (partial) batch as TTFT (`search` module). Checked against
+the H100 online measurement (vLLM cudagraphs, max_num_seqs 256, Azure conv at 3.2 / 7.6 / 19 req/s):
+modelled 47 / 48 / 50 ms against a measured p90 of 73 / 73 / 534 ms, n = 39 at 19 req/s against a
+measured mean near 40; the 19 req/s p90 is that of bursts above B (peak concurrency 286), not modelled.
 
 The second term is the time per request with no request in flight, when λ · E2E(1) < 1 (the GPU idles
 that fraction of the time); the profiles store no idle power (every calibration window is a busy one),
@@ -19,8 +32,9 @@ so P_idle is a parameter, default `DEFAULT_IDLE_POWER_W` (H100, measured). At a 
 
 Assumptions (not modelled): arrivals are smooth (no bursts: a bursty trace runs above n at times —
 measured peak concurrency 286 at 19 req/s with a mean near 40 — and idles between bursts), no queueing
-delay, the GPU idles only when the mean concurrency is below one (not in Poisson gaps at a mean above
-one), and a request's energy at concurrency n is that of a homogeneous batch of n at the mean lengths.
+delay below B, no prefill of other arrivals in the step a request joins, the GPU idles only when the
+mean concurrency is below one (not in Poisson gaps at a mean above one), and a request's energy at
+concurrency n is that of a homogeneous batch of n at the mean lengths.
 """
 
 from __future__ import annotations

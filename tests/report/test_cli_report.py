@@ -20,3 +20,14 @@ def test_report_and_plot_commands_write_files(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = runner.invoke(app, ["plot", "nope", "-o", str(png)])
     assert bad.exit_code == 2
+
+
+def test_the_default_database_is_every_bundled_calibration() -> None:
+    """Without --db, report and plot read every engine measured for the package, not one of them."""
+    from llm_energy.report.sample import all_bundled_calibrations_frame, bundled_calibration_frame
+
+    frame = all_bundled_calibrations_frame()
+    assert {"vllm", "hf"} <= set(frame["engine"])
+    vllm = bundled_calibration_frame("h100-llama-3.1-8b-vllm-cudagraphs")
+    hf = bundled_calibration_frame("h100-llama-3.1-8b-hf-eager")
+    assert len(frame) == len(vllm) + len(hf)

@@ -20,7 +20,7 @@ from llm_energy.errors import ConfigError
 def report(
     out: Annotated[Path, typer.Option("-o", "--out", help="HTML file to write (self-contained, offline)")],
     db: Annotated[
-        Path | None, typer.Option("--db", help="results database (default: the bundled H100 calibration)")
+        Path | None, typer.Option("--db", help="results database (default: every bundled H100 calibration)")
     ] = None,
     trace: Annotated[str | None, typer.Option(help="also estimate this trace with the profile")] = None,
     profile: Annotated[
@@ -55,7 +55,7 @@ def report(
     the recommended configuration for that SLO (modelled).
     """
     from llm_energy.report import render_report, write_report
-    from llm_energy.report.sample import bundled_calibration_frame
+    from llm_energy.report.sample import all_bundled_calibrations_frame
 
     def run() -> Path:
         from llm_energy.carbon import check_price, parse_carbon_intensity
@@ -73,7 +73,7 @@ def report(
             parse_slo(slo)  # a malformed SLO is refused before anything is loaded
         runs = load_validation_runs(validation or [])
         if db is None:
-            frame = bundled_calibration_frame()
+            frame = all_bundled_calibrations_frame()
         else:
             with _open_store(db) as store:
                 frame = store.runs_frame()
@@ -124,12 +124,12 @@ def plot(
     ],
     out: Annotated[Path, typer.Option("-o", "--out", help="PNG or SVG file")],
     db: Annotated[
-        Path | None, typer.Option("--db", help="results database (default: bundled H100 calibration)")
+        Path | None, typer.Option("--db", help="results database (default: every bundled H100 calibration)")
     ] = None,
 ) -> None:
     """Write one plot of stored runs as PNG or SVG."""
     from llm_energy.report import energy_vs_batch, energy_vs_length, pareto_frontier, phase_split, save_figure
-    from llm_energy.report.sample import bundled_calibration_frame
+    from llm_energy.report.sample import all_bundled_calibrations_frame
 
     makers: dict[str, Any] = {
         "energy-vs-batch": energy_vs_batch,
@@ -143,7 +143,7 @@ def plot(
         if kind not in makers:
             raise ConfigError(f"unknown plot {kind!r}; valid: {', '.join(makers)}")
         if db is None:
-            frame = bundled_calibration_frame()
+            frame = all_bundled_calibrations_frame()
         else:
             with _open_store(db) as store:
                 frame = store.runs_frame()

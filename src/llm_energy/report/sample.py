@@ -51,6 +51,18 @@ def bundled_calibration_frame(stem: str = CALIBRATION) -> pd.DataFrame:
     return frame
 
 
+def all_bundled_calibrations_frame() -> pd.DataFrame:
+    """Return every bundled calibration (each with its own `env_*` columns) as one runs frame.
+
+    The default database of `llm-energy report` and `plot`: all engines measured for the package.
+    """
+    import pandas as pd
+
+    folder = resources.files("llm_energy").joinpath("data", "calibration")
+    stems = sorted(f.name[: -len(".csv")] for f in folder.iterdir() if f.name.endswith(".csv"))
+    return pd.concat([bundled_calibration_frame(stem) for stem in stems], ignore_index=True)
+
+
 def sample_report(*, generated_at: str | None = None, dpi: int = 100) -> str:
     """Render the sample report: bundled calibration runs, bundled profile, `azure-conv` estimate.
 

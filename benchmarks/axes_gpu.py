@@ -37,6 +37,7 @@ from llm_energy.architectures import Architecture, load_architecture
 from llm_energy.engines.base import Batch
 from llm_energy.engines.hf import HFEngine, HFEngineConfig
 from llm_energy.engines.hf_speculative import HFSpeculativeConfig, HFSpeculativeEngine, zero_final_norm
+from llm_energy.errors import ConfigError
 from llm_energy.meters import EnergyMeter
 from llm_energy.modeling.speculative import (
     Policy,
@@ -435,6 +436,8 @@ def part_speculative(r: Runner, target: Any, greedy_rows: Sequence[dict[str, Any
     if costs_run:  # the model's headline: draft cost from the α = 1 decodes; the isolated one kept beside
         out["model_isolated_draft"] = out["model"]
         out["model"] = {**model_table(costs_run, s.lookahead), "draft_cost": "from the spec-agree decodes"}
+    else:
+        out["model"]["draft_cost"] = "isolated draft-step windows (no α = 1 decode gave a draft cost)"
     return out  # the draft is freed with this frame
 
 
@@ -446,14 +449,18 @@ def run_draft_costs(costs: Sequence[SpecCosts], rows: Sequence[dict[str, Any]]) 
         r = agree.get(c.batch_size)
         if r is None:
             continue
-        j, t = draft_step_from_decode(
-            decode_j=r["decode_j"],  # per repetition, as every phase energy
-            decode_s=r["decode_s"],
-            rounds=r["speculative"]["rounds"],
-            draft_steps=r["speculative"]["draft_steps"],
-            verify_j=c.verify_j,
-            verify_s=c.verify_s,
-        )
+        try:
+            j, t = draft_step_from_decode(
+                decode_j=r["decode_j"],  # per repetition, as every phase energy
+                decode_s=r["decode_s"],
+                rounds=r["speculative"]["rounds"],
+                draft_steps=r["speculative"]["draft_steps"],
+                verify_j=c.verify_j,
+                verify_s=c.verify_s,
+            )
+        except ConfigError as exc:  # the verifications measured apart exceed the decode: no estimate
+            log.info("batch %d: no draft cost from the α = 1 decode: %s", c.batch_size, exc)
+            continue
         out.append(replace(c, draft_step_j=j, draft_step_s=t))
     return out
 

@@ -96,11 +96,13 @@ def speculative_tables(spec: dict[str, Any], plain: dict[int, dict[str, Any]]) -
             f"| {c.batch_size} | {c.plain_step_j:.2f} J, {c.plain_step_s * 1e3:.1f} ms | {c.verify_j:.2f} J, "
             f"{c.verify_s * 1e3:.1f} ms | {c.draft_step_j:.2f} J, {c.draft_step_s * 1e3:.1f} ms | {dd} |"
         )
-    table = model_table(list(derived.values()), spec["lookahead"])
-    batches = [c.batch_size for c in derived.values()]
+    used = list(derived.values()) or costs  # no α = 1 decode gave a draft cost: the isolated windows'
+    source = "from the α = 1 decodes" if derived else "from the isolated draft-step windows"
+    table = model_table(used, spec["lookahead"])
+    batches = [c.batch_size for c in used]
     out += [
         "",
-        "Modelled energy ratio to plain decoding (draft cost from the α = 1 decodes), per-row advance (vLLM) /"
+        f"Modelled energy ratio to plain decoding (draft cost {source}), per-row advance (vLLM) /"
         " batch-minimum advance (our hf-spec engine); crossover = batch where the ratio reaches 1:",
         "",
         "| α | " + " | ".join(f"batch {b}" for b in batches) + " | crossover per-row | crossover batch-min |",

@@ -47,8 +47,11 @@ def test_smoke_runs_every_part_and_writes_json(tmp_path: Path) -> None:
     assert [e["alpha"] for e in per_alpha] == [0.5, 0.6, 0.7, 0.8, 0.9]
     assert per_alpha[0]["tokens_per_round"] == pytest.approx((1 - 0.5**3) / 0.5)  # γ = 2 in the smoke
     # The headline model takes the draft's cost from the α = 1 decodes; the isolated window's is kept.
-    assert spec["model"]["draft_cost"] == "from the spec-agree decodes"
-    assert spec["model_isolated_draft"]["per_alpha"][0]["alpha"] == 0.5
+    # (On the simulated meter a tiny decode can read less than its verifications: then no draft cost.)
+    if spec["model"]["draft_cost"] == "from the spec-agree decodes":
+        assert spec["model_isolated_draft"]["per_alpha"][0]["alpha"] == 0.5
+    else:
+        assert spec["model"]["draft_cost"].startswith("isolated") and "model_isolated_draft" not in spec
 
     moe = on_disk["moe"]
     assert {(r["series"], r["batch"]) for r in moe["rows"] if r["status"] == "ok"} == {

@@ -102,6 +102,29 @@ def oom_as_error() -> Iterator[None]:
         raise OutOfMemory(str(exc).splitlines()[0]) from exc
 
 
+def transformers_facts(name: str, config: Any) -> dict[str, Any]:
+    """Return the facts every transformers-based engine records.
+
+    Its config's mode, device, dtype and weight initialisation, and the torch / transformers (and CUDA,
+    on a GPU) versions that ran it.
+    """
+    import torch
+    import transformers
+
+    facts: dict[str, Any] = {
+        "engine": name,
+        "mode": config.mode,
+        "device": config.device,
+        "dtype": config.dtype,
+        "init": config.init,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+    if str(config.device).startswith("cuda"):
+        facts["cuda"] = torch.version.cuda
+    return facts
+
+
 class PreparedBatchMixin:
     """What every in-process torch engine shares: the prepared batch and waiting for CUDA.
 

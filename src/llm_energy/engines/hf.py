@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_energy.architectures import Architecture, build_model
 from llm_energy.architectures.counts import num_experts
-from llm_energy.engines.base import Batch, SeparateDecodeMixin, oom_as_error
+from llm_energy.engines.base import Batch, SeparateDecodeMixin, oom_as_error, transformers_facts
 from llm_energy.errors import ConfigError, EngineError
 
 if TYPE_CHECKING:
@@ -479,19 +479,7 @@ class HFEngine(SeparateDecodeMixin):
 
     def describe(self) -> dict[str, Any]:
         """Return engine facts: versions, device, dtype, mode, and the decoding strategy's settings."""
-        import torch
-        import transformers
-
-        facts: dict[str, Any] = {
-            "engine": self.name,
-            "mode": self.config.mode,
-            "device": self.config.device,
-            "dtype": self.config.dtype,
-            "init": self.config.init,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "decoding": self.config.decoding,
-        }
+        facts = {**transformers_facts(self.name, self.config), "decoding": self.config.decoding}
         c = self.config
         if c.decoding in SAMPLING_STRATEGIES:
             facts["temperature"] = c.temperature
@@ -501,8 +489,6 @@ class HFEngine(SeparateDecodeMixin):
             facts["top_p"] = c.top_p
         if c.decoding == "beam":
             facts["num_beams"] = c.num_beams
-        if self.config.device.startswith("cuda"):
-            facts["cuda"] = torch.version.cuda
         experts = getattr(getattr(self.model, "config", None), "_experts_implementation", None)
         if experts is not None and num_experts(self.arch) > 1:  # grouped_mm vs a per-expert loop: MoE cost
             facts["experts_implementation"] = experts

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm_energy.architectures import Architecture, build_model
-from llm_energy.engines.base import Batch, PreparedBatchMixin, oom_as_error
+from llm_energy.engines.base import Batch, PreparedBatchMixin, oom_as_error, transformers_facts
 from llm_energy.errors import EngineError, OutOfMemory
 
 logger = logging.getLogger(__name__)
@@ -311,21 +311,12 @@ class HFPagedEngine(PreparedBatchMixin):
         Before `prepare`, `num_blocks` and `max_batch_tokens` are the configured values (None: sized
         from the batch); after it, the values in use, with the scheduler settings transformers chose.
         """
-        import torch
-        import transformers
-
         num_blocks, max_batch_tokens = self._cache_size or (
             self.config.num_blocks,
             self.config.max_batch_tokens,
         )
         facts: dict[str, Any] = {
-            "engine": self.name,
-            "mode": self.config.mode,
-            "device": self.config.device,
-            "dtype": self.config.dtype,
-            "init": self.config.init,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
+            **transformers_facts(self.name, self.config),
             "attn_implementation": self.config.attn_implementation,
             "block_size": self.config.block_size,
             "num_blocks": num_blocks,
@@ -338,6 +329,4 @@ class HFPagedEngine(PreparedBatchMixin):
             facts["use_async_batching"] = bool(resolved.use_async_batching)
             facts["max_requests_per_batch"] = resolved.max_requests_per_batch
             facts["scheduler"] = resolved.scheduler_type
-        if self.config.device.startswith("cuda"):
-            facts["cuda"] = torch.version.cuda
         return facts

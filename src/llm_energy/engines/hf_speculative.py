@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_energy.architectures import Architecture, build_model, load_architecture
-from llm_energy.engines.base import Batch, SeparateDecodeMixin, oom_as_error
+from llm_energy.engines.base import Batch, SeparateDecodeMixin, oom_as_error, transformers_facts
 from llm_energy.errors import ConfigError, EngineError
 
 DRAFT_SEED_OFFSET = 1
@@ -327,18 +327,9 @@ class HFSpeculativeEngine(SeparateDecodeMixin):
 
     def describe(self) -> dict[str, Any]:
         """Return engine facts, and after a decode the measured acceptance and token counts."""
-        import torch
-        import transformers
-
         c = self.config
         facts: dict[str, Any] = {
-            "engine": self.name,
-            "mode": c.mode,
-            "device": c.device,
-            "dtype": c.dtype,
-            "init": c.init,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
+            **transformers_facts(self.name, c),
             "decoding": "greedy",
             "draft_model": self.draft_arch.name,
             "draft_seed": c.seed + DRAFT_SEED_OFFSET,
@@ -348,6 +339,4 @@ class HFSpeculativeEngine(SeparateDecodeMixin):
         }
         if self.stats.rounds:
             facts["speculative"] = self.stats.as_dict()
-        if c.device.startswith("cuda"):
-            facts["cuda"] = torch.version.cuda
         return facts

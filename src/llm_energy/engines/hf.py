@@ -34,11 +34,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from llm_energy.architectures import Architecture, build_model
 from llm_energy.architectures.counts import num_experts
 from llm_energy.engines.base import Batch, SeparateDecodeMixin, oom_as_error, transformers_facts
+from llm_energy.engines.transformers_config import TransformersConfig
 from llm_energy.errors import ConfigError, EngineError
 
 if TYPE_CHECKING:
@@ -58,15 +59,10 @@ SAMPLING_STRATEGIES: tuple[str, ...] = ("sample", "top-p", "top-k")
 """The strategies that draw random tokens (and use `temperature`)."""
 
 
-class HFEngineConfig(BaseModel):
+class HFEngineConfig(TransformersConfig):
     """Configuration of the transformers engine."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     mode: HFMode = Field("eager", description="eager | compiled | cudagraphs")
-    device: str = Field("cuda", description="torch device: cuda, cuda:1, cpu")
-    dtype: str = Field("bfloat16", description="weights and activations dtype")
-    init: Literal["normal", "uniform", "zeros"] = Field("normal", description="random weight init")
     seed: int = Field(0, description="seed for weights, input token ids and sampling noise")
     decoding: Decoding = Field("greedy", description="greedy | sample | top-p | top-k | beam")
     temperature: float = Field(1.0, description="softmax temperature of sample, top-k and top-p (> 0)")

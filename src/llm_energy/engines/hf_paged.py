@@ -27,10 +27,11 @@ import math
 import time
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llm_energy.architectures import Architecture, build_model
 from llm_energy.engines.base import Batch, PreparedBatchMixin, oom_as_error, transformers_facts
+from llm_energy.engines.transformers_config import TransformersConfig
 from llm_energy.errors import EngineError, OutOfMemory
 
 logger = logging.getLogger(__name__)
@@ -54,16 +55,11 @@ STOP_TIMEOUT_S = 30.0
 """How long `close` waits for the scheduler thread to finish."""
 
 
-class HFPagedEngineConfig(BaseModel):
+class HFPagedEngineConfig(TransformersConfig):
     """Configuration of the continuous-batching engine."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     mode: Literal["paged"] = Field("paged", description="paged (continuous batching, paged KV cache)")
-    device: str = Field("cuda", description="torch device: cuda, cuda:1, cpu")
     dtype: str = Field("bfloat16", description="weights, activations and KV cache dtype")
-    init: Literal["normal", "uniform", "zeros"] = Field("normal", description="random weight init")
-    seed: int = Field(0, description="seed for weights and input token ids")
     attn_implementation: PagedAttention = Field(
         "paged|sdpa", description="paged attention kernel; flash variants need flash-attn on CUDA"
     )

@@ -24,25 +24,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from llm_energy.architectures import Architecture, build_model, load_architecture
 from llm_energy.engines.base import Batch, SeparateDecodeMixin, oom_as_error, transformers_facts
+from llm_energy.engines.transformers_config import TransformersConfig
 from llm_energy.errors import ConfigError, EngineError
 
 DRAFT_SEED_OFFSET = 1
 """The draft's weights use ``seed + 1``: a draft of the target's own shape still disagrees with it."""
 
 
-class HFSpeculativeConfig(BaseModel):
+class HFSpeculativeConfig(TransformersConfig):
     """Configuration of the speculative-decoding engine (`hf-spec`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     mode: Literal["eager"] = Field("eager", description="eager only (dynamic KV cache, cropped on rejection)")
-    device: str = Field("cuda", description="torch device: cuda, cuda:1, cpu")
-    dtype: str = Field("bfloat16", description="weights and activations dtype")
-    init: Literal["normal", "uniform", "zeros"] = Field("normal", description="random weight init")
     seed: int = Field(0, description="seed for the target's weights and the inputs; the draft uses seed + 1")
     draft_model: str = Field(
         "llama-3.2-1b",

@@ -33,7 +33,7 @@ from llm_energy.atomic import write_atomically
 from llm_energy.engines.base import Batch, Engine
 from llm_energy.errors import ConfigError, MeasurementWarning
 from llm_energy.meters.base import Clock, EnergyMeter
-from llm_energy.modeling.padded import padded_batches
+from llm_energy.modeling.padded import padded_batches, padded_shapes
 from llm_energy.modeling.profile import EnergyProfile
 from llm_energy.workloads.traces import Trace
 
@@ -195,15 +195,14 @@ def sample_requests(
 
 
 def static_batches(input_tokens: np.ndarray, output_tokens: np.ndarray, batch_size: int) -> list[Batch]:
-    """Consecutive groups of `batch_size` requests, each padded to its longest input and output."""
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be ≥ 1, got {batch_size}")
-    batches = []
-    for k, start in enumerate(range(0, len(input_tokens), batch_size)):
-        lin = input_tokens[start : start + batch_size]
-        lout = output_tokens[start : start + batch_size]
-        batches.append(Batch(len(lin), int(lin.max()), int(lout.max()), seed=k))
-    return batches
+    """Consecutive groups of `batch_size` requests, each padded to its longest input and output.
+
+    The grouping is `modeling.padded.padded_shapes`, the one the padded estimates use.
+    """
+    rows, lin, lout = padded_shapes(input_tokens, output_tokens, batch_size)
+    return [
+        Batch(int(b), int(i), int(o), seed=k) for k, (b, i, o) in enumerate(zip(rows, lin, lout, strict=True))
+    ]
 
 
 def run_validation(

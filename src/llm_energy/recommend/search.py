@@ -322,19 +322,20 @@ class Evaluator:
         most = max(max_gpus // prof.gpu_count, 1) if max_gpus else 1
         static = pads_batches(prof)
 
-        def mean_shape(ns: Any, lin: float, lout: float) -> tuple[Any, Any]:
-            """(TTFT, E2E) of a batch of `ns` at these mean lengths, unpadded, at the clock."""
+        def mean_shape(ns: Any, lin: float, lout: float) -> tuple[Any, Any, Any]:
+            """(TTFT, TPOT, E2E) of a batch of `ns` at these mean lengths, unpadded, at the clock."""
             ttft = grid.prefill_batch_s(ns, lin) * f.prefill_time
-            return ttft, ttft + max(lout - 1, 0) * grid.decode_step_s(ns, lin, max(lout, 2)) * f.decode_time
+            step = grid.decode_step_s(ns, lin, max(lout, 2)) * f.decode_time
+            return ttft, step, ttft + max(lout - 1, 0) * step
 
-        def joining_shape(ns: Any, lin: float, lout: float) -> tuple[Any, Any]:
-            """(TTFT, E2E) of a request joining `ns` running ones (continuous batching), at the clock.
+        def joining_shape(ns: Any, lin: float, lout: float) -> tuple[Any, Any, Any]:
+            """(TTFT, TPOT, E2E) of a request joining `ns` running ones (continuous batching), at the clock.
 
             TTFT: its own prefill (a batch of 1) plus the decode step of the batch it joins (`load`).
             """
             step = grid.decode_step_s(ns, lin, max(lout, 2)) * f.decode_time
             ttft = grid.prefill_batch_s(1, lin) * f.prefill_time + step
-            return ttft, ttft + max(lout - 1, 0) * step
+            return ttft, step, ttft + max(lout - 1, 0) * step
 
         def joules(e: RequestEnergy | _Padded) -> tuple[float, float]:
             pre, dec = float(e.prefill_j[kept].sum()), float(e.decode_j[kept].sum())
@@ -351,21 +352,20 @@ class Evaluator:
             busy_s = float((full[3] / pad.rows[kept]).sum())  # each request's share of its batch's run
             per_replica = n / busy_s if busy_s > 0 else math.inf
         else:
-            ttft_b, e2e_b = mean_shape(b, lin_m, lout_m)
-            tpot_b = float(grid.decode_step_s(b, lin_m, max(lout_m, 2))) * f.decode_time
-            full = (float(ttft_b), tpot_b, float(e2e_b), np.zeros(0))
+            ttft_b, tpot_b, e2e_b = mean_shape(b, lin_m, lout_m)
+            full = (float(ttft_b), float(tpot_b), float(e2e_b), np.zeros(0))
             per_replica = b / full[2] if full[2] > 0 else math.inf
         replicas = min(max(math.ceil(rate_per_s / per_replica), 1), most)
         # The load: the pool's (shared by classes) or the mask's own requests, per replica.
         if pool is not None and pool_rate_per_s is not None:
             p_lin, p_lout = float(self.lin[pool].mean()), float(self.lout[pool].mean())
-            need = pool_rate_per_s * float(mean_shape(b, p_lin, p_lout)[1]) / b
+            need = pool_rate_per_s * float(mean_shape(b, p_lin, p_lout)[2]) / b
             load_rate, load_replicas = pool_rate_per_s, min(max(math.ceil(need), 1), most)
         else:
             p_lin, p_lout, load_rate, load_replicas = lin_m, lout_m, rate_per_s, replicas
         point = (
             operating_point(
-                lambda ns: (mean_shape if static else joining_shape)(ns, p_lin, p_lout)[1],
+                lambda ns: (mean_shape if static else joining_shape)(ns, p_lin, p_lout)[2],
                 load_rate / load_replicas,
                 b,
                 float(grid.batches[-1]),
@@ -388,9 +388,7 @@ class Evaluator:
             if point.full:  # n would exceed B: a request waits for a slot (at least a batch's prefill)
                 ttft, tpot, per_request_s, _ = full
             else:  # its own prefill beside the running decodes (chunked prefill), no queueing
-                ttft = float(joining_shape(concurrency, lin_m, lout_m)[0])
-                tpot = float(grid.decode_step_s(concurrency, lin_m, max(lout_m, 2))) * f.decode_time
-                per_request_s = ttft + max(lout_m - 1, 0) * tpot
+                ttft, tpot, per_request_s = (float(x) for x in joining_shape(concurrency, lin_m, lout_m))
         idle_j = self.idle_power_w * point.idle_s_per_request * n
         energy, unc = energy + idle_j, unc + self.idle_power_unc_w * point.idle_s_per_request * n
         values = {"ttft": ttft, "tpot": tpot, "e2e": per_request_s}

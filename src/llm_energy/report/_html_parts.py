@@ -44,6 +44,17 @@ def _kv_table(rows: Iterable[tuple[str, str]], *, escape: bool = True) -> str:
     return '<table class="kv">' + "".join(out) + "</table>"
 
 
+def _rows_table(head: Iterable[str], rows: Iterable[str]) -> str:
+    """A scrollable table: escaped header cells over `rows`, `<tr>` markup built safe by the caller."""
+    return (
+        '<div class="scroll"><table class="configs"><thead><tr>'
+        + "".join(f"<th>{_e(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></div>"
+    )
+
+
 def _td(value: object, *, num: bool = False) -> str:
     """A table cell holding `value`, escaped; numeric cells are right-aligned."""
     return f'<td class="n">{_e(value)}</td>' if num else f"<td>{_e(value)}</td>"

@@ -41,6 +41,7 @@ from llm_energy.report._html_parts import (
     _num,
     _percent,
     _pm,
+    _rows_table,
     _td,
     _td_safe,
     _text,
@@ -296,11 +297,7 @@ def _configurations_section(summary: pd.DataFrame | None) -> str:
         "<p>One row per configuration; repeats are averaged (± the larger of the meter's bound and the "
         "spread over repeats). J per output token is the GPU energy of one whole generation per generated "
         "token, prefill included; latency per token is the batch's duration divided by the output length.</p>"
-        '<div class="scroll"><table class="configs"><thead><tr>'
-        + "".join(f"<th>{_e(h)}</th>" for h in head)
-        + "</tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table></div>"
+        + _rows_table(head, rows)
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from llm_energy.report._html_parts import _e, _kv_table, _num, _percent, _pm, _td, _td_safe
+from llm_energy.report._html_parts import _e, _kv_table, _num, _percent, _pm, _rows_table, _td, _td_safe
 
 if TYPE_CHECKING:
     from llm_energy.carbon import GridIntensity
@@ -149,7 +149,7 @@ def _candidates_table(view: RecommendationView) -> str:
             _candidate_row(f"baseline {i + 1}: {b.label}", b.candidate, rec.rate_per_s, saving, saved)
         )
     rows.append(_candidate_row("fastest", rec.fastest, rec.rate_per_s, "–", "–"))
-    return _table(head, rows)
+    return _rows_table(head, rows)
 
 
 def _candidate_row(role: str, c: Candidate, rate_per_s: float, saving: str, saved: str) -> str:
@@ -188,17 +188,7 @@ def _pareto_table(rec: Recommendation) -> str:
             _td("yes" if c.feasible else "no"),
         ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return _table(head, rows)
-
-
-def _table(head: tuple[str, ...], rows: list[str]) -> str:
-    return (
-        '<div class="scroll"><table class="configs"><thead><tr>'
-        + "".join(f"<th>{_e(h)}</th>" for h in head)
-        + "</tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table></div>"
-    )
+    return _rows_table(head, rows)
 
 
 def _ms(seconds: float) -> str:

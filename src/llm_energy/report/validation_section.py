@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llm_energy.errors import ConfigError
-from llm_energy.report._html_parts import _e, _num, _pm, _td, _td_safe
+from llm_energy.report._html_parts import _e, _num, _pm, _rows_table, _td, _td_safe
 
 if TYPE_CHECKING:
     from llm_energy.modeling.profile import EnergyProfile
@@ -180,15 +180,7 @@ def validation_section(entries: Sequence[ValidationEntry]) -> str:
             '</p><p class="note">No profile given: measured figures only. Pass <code>--profile</code> to '
             "compare them with the models' estimates.</p>"
         )
-    return (
-        "<h2>Model validation</h2>"
-        + intro
-        + '<div class="scroll"><table class="configs"><thead><tr>'
-        + "".join(f"<th>{_e(h)}</th>" for h in head)
-        + "</tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table></div>"
-    )
+    return "<h2>Model validation</h2>" + intro + _rows_table(head, rows)
 
 
 def _signed_percent(value: float) -> str:

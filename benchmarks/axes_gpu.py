@@ -601,14 +601,9 @@ def part_moe(r: Runner) -> dict[str, Any]:
 def open_meter(s: Settings, smoke: bool) -> tuple[EnergyMeter, dict[str, Any]]:
     """Zeus on the first GPU, or a simulated 300 W GPU on the wall clock for the smoke run."""
     if smoke:
-        from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
+        from llm_energy.meters.simulated import constant_gpu_on
 
-        class WallClock(SimClock):
-            def __call__(self) -> float:
-                return time.monotonic()
-
-        clock = WallClock()
-        gpu = SimulatedGpu(clock, PowerTrace.constant(300.0), update_period_s=0.001, counter_start_mj=0)
+        gpu, clock = constant_gpu_on(time.monotonic)
         return EnergyMeter([gpu], clock=clock), {"gpu_name": "simulated (smoke)"}
     from llm_energy.env import collect_env
     from llm_energy.meters import detect_cpus, detect_gpus

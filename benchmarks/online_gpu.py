@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from llm_energy.meters.simulated import constant_gpu_on
 from llm_energy.records import Request
 from llm_energy.serving.loadgen import parse_slo, schedule_from_trace
 from llm_energy.serving.servers import ServerGroup, ServerProcess, launch_servers
@@ -108,17 +109,6 @@ def make_servers(args: argparse.Namespace) -> list[ServerProcess]:
         if args.device == "cpu"
         else (256, 1024, 8192),  # 1024 x 256 tokens: ~34 GB of KV for 8B
     )
-
-
-def wall_clock_gpu() -> Any:
-    """A simulated GPU at a constant 300 W on replay's clock (time.perf_counter), for the stub on CPU."""
-    from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
-
-    class WallClock(SimClock):
-        def __call__(self) -> float:
-            return time.perf_counter()
-
-    return SimulatedGpu(WallClock(), PowerTrace.constant(300.0), update_period_s=0.001, counter_start_mj=0)
 
 
 def requests_for(args: argparse.Namespace, scale: float) -> list[Request]:
@@ -301,7 +291,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         gpus, notes = detect_gpus()
         gpus = gpus[:1]  # one replica on GPU 0
     elif args.server == "stub":
-        gpus, notes = [wall_clock_gpu()], ["stub on CPU: a simulated 300 W GPU is metered"]
+        gpus, notes = (
+            [constant_gpu_on(time.perf_counter)[0]],
+            ["stub on CPU: a simulated 300 W GPU is metered"],
+        )
     result: dict[str, Any] = {
         "server": args.server,
         "model": args.model,

@@ -317,6 +317,24 @@ class SimulatedGpu:
         }
 
 
+class WallClock(SimClock):
+    """A `SimClock` that reads a real clock (`now`): a simulated GPU metered while real code runs."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        super().__init__()
+        self._now = now
+
+    def __call__(self) -> float:
+        """Return the real clock's time in seconds."""
+        return self._now()
+
+
+def constant_gpu_on(now: Callable[[], float], power_w: float = 300.0) -> tuple[SimulatedGpu, WallClock]:
+    """A simulated GPU drawing `power_w` on the real clock `now`, and that clock (CPU smoke runs)."""
+    clock = WallClock(now)
+    return SimulatedGpu(clock, PowerTrace.constant(power_w), update_period_s=0.001, counter_start_mj=0), clock
+
+
 class SimulatedRapl:
     """Writes and updates a powercap tree (`intel-rapl:<i>/energy_uj`, a `dram` subzone) in `root`.
 

@@ -78,6 +78,14 @@ class Settings:
         default_factory=lambda: {"decoding": 170.0, "speculative": 150.0, "moe": 160.0}
     )
     archs: dict[str, Architecture] = field(default_factory=dict)
+    only: frozenset[str] | None = None
+    """`series:batch` points to run (e.g. `beam4:8`, `components:32`); None runs every point."""
+
+    def selected(self, series: str, batch: int) -> bool:
+        return self.only is None or f"{series}:{batch}" in self.only
+
+    def selects(self, series: str) -> bool:
+        return self.only is None or any(p.split(":")[0] == series for p in self.only)
 
     def arch(self, name: str) -> Architecture:
         return self.archs[name] if name in self.archs else load_architecture(name)
@@ -239,6 +247,8 @@ class Runner:
         self, part: str, series: str, engine: Any, point: Point, extra: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
         what = f"{series} batch {point.batch_size}"
+        if not self.s.selected(series, point.batch_size):
+            return None
         if not self.budget.allows(part, what, self.estimate_s(series, part, point.batch_size)):
             return None
         t0 = time.monotonic()
@@ -333,7 +343,7 @@ def part_speculative(r: Runner, target: Any, greedy_rows: Sequence[dict[str, Any
     # 1. Component costs (cheap) at every batch: draft step, verification of γ+1 tokens.
     costs: list[SpecCosts] = []
     for batch in s.spec_batches:
-        if batch not in plain:
+        if batch not in plain and s.selected("plain-greedy", batch):
             opts = {"decoding": "greedy"}
             engine_p = HFEngine(HFEngineConfig(mode="eager", device=s.device, dtype=s.dtype), target_arch)
             engine_p.model = target
@@ -344,6 +354,8 @@ def part_speculative(r: Runner, target: Any, greedy_rows: Sequence[dict[str, Any
                 continue
             plain[batch] = row
             out["rows"].append(row)
+        if batch not in plain or not s.selected("components", batch):
+            continue
         if not r.budget.allows(
             "speculative", f"components batch {batch}", r.estimate_s("components", "speculative", batch)
         ):
@@ -570,6 +582,8 @@ def part_moe(r: Runner) -> dict[str, Any]:
     s = r.s
     out: dict[str, Any] = {"rows": [], "builds_s": {}}
     for name in s.trio:
+        if not s.selects(name):
+            continue
         if not r.budget.allows("moe", f"build {name}", 20.0 if s.device.startswith("cuda") else 0.0):
             continue
         model, build_s = _build(s, name)
@@ -621,8 +635,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument(
         "--budget-s", type=float, default=None, help="whole-run budget (default 450 s on the GPU)"
     )
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        metavar="SERIES:BATCH",
+        default=None,
+        help="run only these points (e.g. beam4:8 spec-random:1 olmo-7b:64 components:8); the rest are left out",
+    )
     args = ap.parse_args(argv)
     s = smoke_settings() if args.smoke else Settings()
+    if args.only:
+        bad = [p for p in args.only if p.count(":") != 1 or not p.split(":")[1].isdigit()]
+        if bad:
+            ap.error(f"--only takes SERIES:BATCH points (e.g. beam4:8); got {bad[0]!r}")
+        s.only = frozenset(args.only)
     if args.budget_s is not None:
         s.budget_s = args.budget_s
     args.out.mkdir(parents=True, exist_ok=True)

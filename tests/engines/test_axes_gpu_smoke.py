@@ -83,3 +83,23 @@ def test_report_prints_every_table_from_the_json(tmp_path: Path, capsys: pytest.
     crossover_rows = [line for line in text.splitlines() if line.startswith("| 0.9 |")]
     assert len(crossover_rows) == 1
     assert crossover_rows[0].count("|") == 6  # α, batches 1 and 2, two crossovers: five cells
+
+
+def test_only_runs_the_selected_points_and_builds_only_what_they_need(tmp_path: Path) -> None:
+    """`--only` measures exactly the listed series:batch points; unselected MoE models are not even built."""
+    summary = _script().main(
+        [str(tmp_path), "--smoke", "--only", "beam2:2", "plain-greedy:1", "spec-random:1", "tiny-olmo:2"]
+    )
+    got = {(r["series"], r["batch"]) for r in summary["decoding"] + summary["speculative"]["rows"]}
+    got |= {(r["series"], r["batch"]) for r in summary["moe"]["rows"]}
+    assert got == {("beam2", 2), ("plain-greedy", 1), ("spec-random", 1), ("tiny-olmo", 2)}
+    assert list(summary["moe"]["builds_s"]) == ["tiny-olmo"]
+    assert summary["speculative"]["components"] == []
+    (ratio,) = summary["speculative"]["ratios"]  # spec-random against the plain run of the same call
+    assert ratio["batch"] == 1 and ratio["decode_energy_ratio"] > 1
+
+
+def test_only_rejects_a_point_without_a_batch(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _script().main([str(tmp_path), "--smoke", "--only", "beam2"])
+    assert exc.value.code == 2

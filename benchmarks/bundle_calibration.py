@@ -8,6 +8,10 @@ in the format `llm_energy.report.sample.bundled_calibration_frame` reads.
 
     python benchmarks/bundle_calibration.py --engine hf --mode eager --stem h100-llama-3.1-8b-hf-eager \
         --description "..." --spec benchmarks/specs/h100-calibration-hf-eager.yaml runs1.csv runs2.csv
+
+`--append` adds the runs to the bundled data set of that stem instead (a later session resuming the grid):
+the new runs must come from the environment recorded in its JSON, run ids already bundled are skipped, and
+the JSON keeps its description and gains the new spec and dates.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--description", required=True)
     ap.add_argument("--spec", nargs="*", type=Path, default=[])
     ap.add_argument("--out-dir", type=Path, default=Path("src/llm_energy/data/calibration"))
+    ap.add_argument("--append", action="store_true", help="add to the bundled data set of --stem")
     args = ap.parse_args(argv)
 
     # Which device call (the export's folder) each run came from: lent GPUs differ between calls.
@@ -69,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     env = envs[-1]
     env["env_id"] = ids.pop()
+    if args.append:
+        return append(frame, env, args)
     hosts = sorted({str(r) for r in frame["env_env_id"]})
     meta = {
         "description": args.description,
@@ -82,6 +89,28 @@ def main(argv: list[str] | None = None) -> int:
     frame[[c for c in COLUMNS if c in frame.columns]].to_csv(args.out_dir / f"{args.stem}.csv", index=False)
     (args.out_dir / f"{args.stem}.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     print(f"{len(frame)} runs ({frame['status'].eq('ok').sum()} ok) -> {args.out_dir / args.stem}.csv/.json")
+    return 0
+
+
+def append(frame: pd.DataFrame, env: dict[str, object], args: argparse.Namespace) -> int:
+    """Add `frame` to the bundled stem when it shares the bundled environment; return 2 when it does not."""
+    csv, side = args.out_dir / f"{args.stem}.csv", args.out_dir / f"{args.stem}.json"
+    old, meta = pd.read_csv(csv), json.loads(side.read_text(encoding="utf-8"))
+    old_env = meta["env"] if isinstance(meta["env"], dict) else None
+    if old_env is None or env_fingerprint(old_env, args.engine) != env["env_id"]:
+        print(f"the runs' environment differs from the one bundled in {side}: not appended", file=sys.stderr)
+        return 2
+    new = frame[~frame["run_id"].isin(old["run_id"])]
+    merged = pd.concat([old, new[[c for c in COLUMNS if c in new.columns]]], ignore_index=True)
+    counts = [c for c in merged.columns if c.endswith(("_tokens", "_repetitions"))]
+    merged[counts] = merged[counts].astype("Int64")  # oom rows have none: keep the others integers
+    meta["spec"] = "\n".join([meta.get("spec", ""), *(p.read_text(encoding="utf-8") for p in args.spec)])
+    dates = {d.strip() for d in str(meta.get("measured", "")).split(",") if d.strip()}
+    meta["measured"] = ", ".join(sorted(dates | {str(t)[:10] for t in new["created_at"]}))
+    meta["appended"] = [*meta.get("appended", []), f"{len(new)} runs from {sorted(set(new['device_call']))}"]
+    merged.to_csv(csv, index=False, float_format="%.6g")
+    side.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    print(f"{len(new)} runs appended ({len(merged)} in all) -> {csv}")
     return 0
 
 

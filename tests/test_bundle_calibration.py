@@ -64,7 +64,8 @@ def test_append_adds_only_new_runs_from_the_same_environment(tmp_path: Path, bun
     assert len(after) == len(before) + 2
     assert list(after["run_id"].tail(2)) == ["new-a", "new-b"]
     as_text = pd.read_csv(bundled / f"{STEM}.csv", dtype=str).set_index("run_id")
-    assert "." not in as_text.loc["new-a", "prefill_tokens"]  # counts stay integers beside the oom rows' blanks
+    # counts stay integers beside the oom rows' blanks
+    assert "." not in as_text.loc["new-a", "prefill_tokens"]
     assert _script().main(_args(csv, bundled)) == 0  # the same runs again: nothing stored twice
     assert len(pd.read_csv(bundled / f"{STEM}.csv")) == len(before) + 2
 

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def test_paged_engine_measures_exact_lengths_on_the_gpu():
-    """B=8, 64 in / 16 out on CUDA: ok (the engine checks every length), measured phases, decode derived > 0."""
+    """B=8, 64 in / 16 out on CUDA: ok (the engine checks lengths), measured phases, decode derived > 0."""
     from llm_energy.meters.zeus import ZeusGpu
 
     point = make_point(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -10,6 +14,23 @@ from llm_energy.engines.simulated import SIMULATED_CALIBRATION_SPEC, SimulatedEn
 from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
 from llm_energy.modeling.profile import EnergyProfile
 from llm_energy.store import Store
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def benchmark_script() -> Callable[[str], ModuleType]:
+    """Load a script of benchmarks/ (not a package) as a module: `benchmark_script("axes_gpu").main(...)`."""
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 def _has_cuda() -> bool:

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from importlib import resources
 from pathlib import Path
-from types import ModuleType
 
 import pandas as pd
 import pytest
 
 from llm_energy.report.sample import bundled_calibration_frame
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bundle_calibration.py"
 STEM = "h100-llama-3.1-8b-vllm-cudagraphs"
-
-
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bundle_calibration", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -56,25 +43,29 @@ def _args(csv: Path, out: Path) -> list[str]:
             "--description", "d", "--out-dir", str(out)]  # fmt: skip
 
 
-def test_append_adds_only_new_runs_from_the_same_environment(tmp_path: Path, bundled: Path) -> None:
+def test_append_adds_only_new_runs_from_the_same_environment(
+    benchmark_script, tmp_path: Path, bundled: Path
+) -> None:
     before = pd.read_csv(bundled / f"{STEM}.csv")
     csv = _export(tmp_path, "call9")
-    assert _script().main(_args(csv, bundled)) == 0
+    assert benchmark_script("bundle_calibration").main(_args(csv, bundled)) == 0
     after = pd.read_csv(bundled / f"{STEM}.csv")
     assert len(after) == len(before) + 2
     assert list(after["run_id"].tail(2)) == ["new-a", "new-b"]
     as_text = pd.read_csv(bundled / f"{STEM}.csv", dtype=str).set_index("run_id")
     # counts stay integers beside the oom rows' blanks
     assert "." not in as_text.loc["new-a", "prefill_tokens"]
-    assert _script().main(_args(csv, bundled)) == 0  # the same runs again: nothing stored twice
+    assert (
+        benchmark_script("bundle_calibration").main(_args(csv, bundled)) == 0
+    )  # the same runs again: nothing stored twice
     assert len(pd.read_csv(bundled / f"{STEM}.csv")) == len(before) + 2
 
 
 def test_append_refuses_runs_from_another_environment(
-    tmp_path: Path, bundled: Path, capsys: pytest.CaptureFixture[str]
+    benchmark_script, tmp_path: Path, bundled: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = (bundled / f"{STEM}.csv").read_bytes(), (bundled / f"{STEM}.json").read_bytes()
     csv = _export(tmp_path, "call9", driver="999.99")
-    assert _script().main(_args(csv, bundled)) == 2
+    assert benchmark_script("bundle_calibration").main(_args(csv, bundled)) == 2
     assert "environment differs" in capsys.readouterr().err
     assert ((bundled / f"{STEM}.csv").read_bytes(), (bundled / f"{STEM}.json").read_bytes()) == before

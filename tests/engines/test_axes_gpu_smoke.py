@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -16,17 +14,8 @@ pytest.importorskip("transformers")
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "axes_gpu.py"
 
 
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("axes_gpu", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_smoke_runs_every_part_and_writes_json(tmp_path: Path) -> None:
-    summary = _script().main([str(tmp_path), "--smoke"])
+def test_smoke_runs_every_part_and_writes_json(benchmark_script, tmp_path: Path) -> None:
+    summary = benchmark_script("axes_gpu").main([str(tmp_path), "--smoke"])
     on_disk = json.loads((tmp_path / "axes.json").read_text())
     assert (tmp_path / "axes.log").stat().st_size > 0
     assert on_disk["skipped"] == summary["skipped"] == []
@@ -64,8 +53,10 @@ def test_smoke_runs_every_part_and_writes_json(tmp_path: Path) -> None:
         assert 1 <= layer["experts_touched_per_step"]["1"] <= 2  # one token picks top_k = 2 experts
 
 
-def test_report_prints_every_table_from_the_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _script().main([str(tmp_path), "--smoke"])
+def test_report_prints_every_table_from_the_json(
+    benchmark_script, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    benchmark_script("axes_gpu").main([str(tmp_path), "--smoke"])
     sys.path.insert(0, str(SCRIPT.parent))
     try:
         import axes_report
@@ -85,9 +76,11 @@ def test_report_prints_every_table_from_the_json(tmp_path: Path, capsys: pytest.
     assert crossover_rows[0].count("|") == 6  # α, batches 1 and 2, two crossovers: five cells
 
 
-def test_only_runs_the_selected_points_and_builds_only_what_they_need(tmp_path: Path) -> None:
+def test_only_runs_the_selected_points_and_builds_only_what_they_need(
+    benchmark_script, tmp_path: Path
+) -> None:
     """`--only` measures exactly the listed series:batch points; unselected MoE models are not even built."""
-    summary = _script().main(
+    summary = benchmark_script("axes_gpu").main(
         [str(tmp_path), "--smoke", "--only", "beam2:2", "plain-greedy:1", "spec-random:1", "tiny-olmo:2"]
     )
     got = {(r["series"], r["batch"]) for r in summary["decoding"] + summary["speculative"]["rows"]}
@@ -99,7 +92,7 @@ def test_only_runs_the_selected_points_and_builds_only_what_they_need(tmp_path: 
     assert ratio["batch"] == 1 and ratio["decode_energy_ratio"] > 1
 
 
-def test_only_rejects_a_point_without_a_batch(tmp_path: Path) -> None:
+def test_only_rejects_a_point_without_a_batch(benchmark_script, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
-        _script().main([str(tmp_path), "--smoke", "--only", "beam2"])
+        benchmark_script("axes_gpu").main([str(tmp_path), "--smoke", "--only", "beam2"])
     assert exc.value.code == 2

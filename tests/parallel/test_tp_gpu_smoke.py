@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 pytest.importorskip("torch")
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "tp_gpu.py"
 
-
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tp_gpu", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_smoke_measures_tp1_tp2_and_compares_replicas(tmp_path: Path) -> None:
-    assert _script().main([str(tmp_path), "--smoke"]) == 0
+def test_smoke_measures_tp1_tp2_and_compares_replicas(benchmark_script, tmp_path: Path) -> None:
+    assert benchmark_script("tp_gpu").main([str(tmp_path), "--smoke"]) == 0
     summary = json.loads((tmp_path / "tp_gpu.json").read_text())
     assert (tmp_path / "tp_gpu.log").stat().st_size > 0
     assert summary["points"] == {"1": [1, 2], "2": [1, 2]}
@@ -40,7 +26,7 @@ def test_smoke_measures_tp1_tp2_and_compares_replicas(tmp_path: Path) -> None:
     assert row_2["total_batch"] == 2 and row_2["energy_ratio_tp_over_replicas"] > 0
 
     # A second command on the same OUT measures nothing again and still compares from the store.
-    assert _script().main([str(tmp_path), "--smoke", "--tp-sizes", "2"]) == 0
+    assert benchmark_script("tp_gpu").main([str(tmp_path), "--smoke", "--tp-sizes", "2"]) == 0
     again = json.loads((tmp_path / "tp_gpu.json").read_text())
     assert [(g["tp_size"], g["rows"], g["already_stored"]) for g in again["groups"]] == [
         (1, [], [1]),
@@ -51,11 +37,11 @@ def test_smoke_measures_tp1_tp2_and_compares_replicas(tmp_path: Path) -> None:
     )
 
 
-def test_refuses_more_gpus_than_visible_before_loading(tmp_path: Path) -> None:
+def test_refuses_more_gpus_than_visible_before_loading(benchmark_script, tmp_path: Path) -> None:
     import torch
 
     visible = torch.cuda.device_count()
-    status = _script().main([str(tmp_path), "--plan", "70b", "--tp-sizes", str(visible + 2)])
+    status = benchmark_script("tp_gpu").main([str(tmp_path), "--plan", "70b", "--tp-sizes", str(visible + 2)])
     assert status == 2
     refused = json.loads((tmp_path / "tp_gpu.json").read_text())["refused"]
     assert f"tp_size = {visible + 2} needs {visible + 2} GPUs" in refused

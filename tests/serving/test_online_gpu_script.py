@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from llm_energy.store import Store
 from llm_energy.store.serving import read_serving_runs
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "online_gpu.py"
-
-
-def _main():
-    spec = importlib.util.spec_from_file_location("online_gpu", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
 
 @pytest.mark.parametrize("server", ["stub", pytest.param("transformers", marks=pytest.mark.slow)])
-def test_smoke_run_writes_json_and_stores_each_rate(tmp_path, server):
-    result = _main()([str(tmp_path), "--smoke", "--server", server, "--scales", "8,16", "--window-s", "2"])
+def test_smoke_run_writes_json_and_stores_each_rate(benchmark_script, tmp_path, server):
+    result = benchmark_script("online_gpu").main(
+        [str(tmp_path), "--smoke", "--server", server, "--scales", "8,16", "--window-s", "2"]
+    )
     assert "error" not in result, result.get("error")
     written = json.loads((tmp_path / "online_gpu.json").read_text())
     assert [r["time_scale"] for r in written["rates"]] == [8.0, 16.0]
@@ -40,8 +30,10 @@ def test_smoke_run_writes_json_and_stores_each_rate(tmp_path, server):
 
 
 @pytest.mark.filterwarnings("ignore::llm_energy.errors.MeasurementWarning")  # a 0.15 s simulated run
-def test_offline_runs_each_rates_requests_on_one_engine_and_compares(tmp_path, capsys):
-    result = _main()([str(tmp_path), "--smoke", "--server", "stub", "--offline", "--scales", "8,16"])
+def test_offline_runs_each_rates_requests_on_one_engine_and_compares(benchmark_script, tmp_path, capsys):
+    result = benchmark_script("online_gpu").main(
+        [str(tmp_path), "--smoke", "--server", "stub", "--offline", "--scales", "8,16"]
+    )
     assert "error" not in result and "offline_error" not in result, result
     written = json.loads((tmp_path / "online_gpu.json").read_text())
     assert written["offline_skipped"] == [] and written["offline_load_s"] >= 0
@@ -59,8 +51,12 @@ def test_offline_runs_each_rates_requests_on_one_engine_and_compares(tmp_path, c
         assert (tmp_path / f"offline-s{row['time_scale']:g}.json").exists()
 
 
-def test_offline_past_the_deadline_keeps_the_online_rows_and_lists_the_skipped_rates(tmp_path):
-    result = _main()([str(tmp_path), "--smoke", "--server", "stub", "--offline", "--deadline-s", "0"])
+def test_offline_past_the_deadline_keeps_the_online_rows_and_lists_the_skipped_rates(
+    benchmark_script, tmp_path
+):
+    result = benchmark_script("online_gpu").main(
+        [str(tmp_path), "--smoke", "--server", "stub", "--offline", "--deadline-s", "0"]
+    )
     assert "error" not in result and "offline_error" not in result, result
     assert [s["time_scale"] for s in result["offline_skipped"]] == [8.0]
     assert "deadline" in result["offline_skipped"][0]["reason"]
@@ -68,8 +64,8 @@ def test_offline_past_the_deadline_keeps_the_online_rows_and_lists_the_skipped_r
     assert not list(tmp_path.glob("offline-s*.json"))
 
 
-def test_offline_with_transformers_serve_is_an_argparse_error(tmp_path, capsys):
+def test_offline_with_transformers_serve_is_an_argparse_error(benchmark_script, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        _main()([str(tmp_path), "--server", "transformers", "--offline"])
+        benchmark_script("online_gpu").main([str(tmp_path), "--server", "transformers", "--offline"])
     assert exc.value.code == 2
     assert "--offline needs --server vllm or stub" in capsys.readouterr().err

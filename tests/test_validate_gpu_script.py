@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 from llm_energy.validate import ValidationRun
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "validate_gpu.py"
 
-
-def test_every_trace_and_batch_size_is_written_as_a_validation_run(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("validate_gpu", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_every_trace_and_batch_size_is_written_as_a_validation_run(benchmark_script, tmp_path: Path) -> None:
+    module = benchmark_script("validate_gpu")
     args = ["--engine", "simulated", "--device", "cpu", "--traces", "azure-conv", "azure-code"]
     args += ["--batch-sizes", "4", "8", "--sample", "20", "--idle-s", "1", "--out-dir", str(tmp_path)]
     assert module.main(args) == 0

@@ -182,16 +182,13 @@ def run_offline(
 ) -> None:
     """Run each stored rate's request set offline on one engine load; its comparison goes into its row."""
     from llm_energy.errors import ConfigError
-    from llm_energy.measure_validation import engine_point, idle_power_w
+    from llm_energy.measure_validation import ValidationEngine, engine_point
     from llm_energy.serving.compare import (
         compare_online_offline,
         load_request_set,
         offline_from_run,
         request_set_trace,
     )
-    from llm_energy.sweep.runner import RunOptions
-    from llm_energy.sweep.worker import GroupWorker
-    from llm_energy.validate import run_validation
 
     engine, mode = ("vllm", args.vllm_mode) if args.server == "vllm" else ("simulated", None)
     batch = args.max_num_seqs  # the server's batch knob (vLLM max_num_seqs): the same configuration
@@ -203,7 +200,6 @@ def run_offline(
             return f"deadline: {elapsed:.0f} s since start > --deadline-s {args.deadline_s:g}"
         return None
 
-    worker = None
     try:
         sets = []
         with Store(args.out / "serving.db") as store:
@@ -230,45 +226,27 @@ def run_offline(
             output_len=max(int(tr.output_tokens.max()) for tr in traces),
             max_model_len=max(int((tr.input_tokens + tr.output_tokens).max()) for tr in traces),
         )
-        worker = GroupWorker(point, RunOptions(), idle_s=args.idle_s, on_status=print)
-        env = worker.open()
-        result["offline_load_s"] = worker.load_s
-        assert worker.engine is not None and worker.meter is not None
-        for (row, rs), tr in zip(sets, traces, strict=True):
-            if reason := late():
-                skipped.append({"time_scale": row["time_scale"], "reason": reason})
-                continue
-            t1 = time.monotonic()
-            run = run_validation(
-                worker.engine,
-                worker.meter,
-                tr,
-                batch,
-                model=args.model,
-                engine_name=engine,
-                mode=point.mode,
-                idle_power_w=idle_power_w(worker.idle),
-                seed=0,
-                env=env,
-                clock=worker.clock,
-                batching="continuous",
-            )
-            path = run.save(args.out / f"offline-s{row['time_scale']:g}.json")
-            cmp = compare_online_offline(rs, offline_from_run(run, rs, source=path.name), batch)
-            row["offline"], row["offline_wall_s"] = _clean(cmp.to_dict()), time.monotonic() - t1
-            save()
-            print(
-                f"scale {row['time_scale']:g} offline: {cmp.offline.requests} requests, "
-                f"{cmp.offline.mean_j:.2f} J/req offline vs {cmp.online.mean_j:.2f} online "
-                f"(ratio {cmp.ratio:.2f}) in {row['offline_wall_s']:.0f} s",
-                flush=True,
-            )
+        with ValidationEngine(point, idle_s=args.idle_s, on_status=print) as opened:
+            result["offline_load_s"] = opened.worker.load_s
+            for (row, rs), tr in zip(sets, traces, strict=True):
+                if reason := late():
+                    skipped.append({"time_scale": row["time_scale"], "reason": reason})
+                    continue
+                t1 = time.monotonic()
+                run = opened.run(tr, batch, batching="continuous")
+                path = run.save(args.out / f"offline-s{row['time_scale']:g}.json")
+                cmp = compare_online_offline(rs, offline_from_run(run, rs, source=path.name), batch)
+                row["offline"], row["offline_wall_s"] = _clean(cmp.to_dict()), time.monotonic() - t1
+                save()
+                print(
+                    f"scale {row['time_scale']:g} offline: {cmp.offline.requests} requests, "
+                    f"{cmp.offline.mean_j:.2f} J/req offline vs {cmp.online.mean_j:.2f} online "
+                    f"(ratio {cmp.ratio:.2f}) in {row['offline_wall_s']:.0f} s",
+                    flush=True,
+                )
     except Exception as exc:  # the online rows stay; the JSON says what failed offline
         log.exception("offline measurement failed")
         result["offline_error"] = f"{type(exc).__name__}: {exc}"
-    finally:
-        if worker is not None:
-            worker.close()
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -22,11 +22,9 @@ from typing import Any
 
 def main(argv: list[str] | None = None) -> int:
     """Run the validations; return 0 when every one finished."""
-    from llm_energy.measure_validation import engine_point, idle_power_w
-    from llm_energy.sweep.runner import RunOptions
+    from llm_energy.measure_validation import ValidationEngine, engine_point
     from llm_energy.sweep.spec import make_point
-    from llm_energy.sweep.worker import GroupWorker
-    from llm_energy.validate import run_validation, sample_requests
+    from llm_energy.validate import sample_requests
     from llm_energy.workloads import load_trace
 
     ap = argparse.ArgumentParser(description=__doc__)
@@ -88,13 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             output_len=max(int(s.output_tokens.max()) for s, _ in samples.values()),
             max_model_len=longest,
         )
-        worker = GroupWorker(point, RunOptions(), idle_s=args.idle_s, on_status=print)
         t0 = time.monotonic()
-        try:
-            env = worker.open()
+        with ValidationEngine(point, idle_s=args.idle_s, on_status=print) as opened:
             print(f"loaded in {time.monotonic() - t0:.0f} s", flush=True)
-            assert worker.engine is not None and worker.meter is not None and worker.idle is not None
-            idle_w = idle_power_w(worker.idle)
             for spec in args.points:
                 b, lin, lout = (int(x) for x in spec.split(":"))
                 if b > max(batch_sizes):
@@ -102,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 if per_batch_load and load_batch != max(args.batch_sizes):
                     continue  # measured once, with the largest load
                 fields = {**point.model_dump(), "batch_size": b, "input_len": lin, "output_len": lout}
-                results = worker.run(make_point(**fields))
+                results = opened.worker.run(make_point(**fields))
                 store.write_runs(results)
                 r = results[0]
                 per_tok = r.phases["total"].energy_per_token_j if r.status == "ok" else float("nan")
@@ -110,22 +104,14 @@ def main(argv: list[str] | None = None) -> int:
             for batch in batch_sizes:
                 for name, (sample, eligible) in samples.items():
                     t1 = time.monotonic()
-                    run = run_validation(
-                        worker.engine,
-                        worker.meter,
+                    run = opened.run(
                         sample,
                         batch,
-                        model=args.model,
-                        engine_name=args.engine,
-                        mode=point.mode,
-                        idle_power_w=idle_w,
                         eligible_requests=eligible,
                         filters={
                             "max_input_tokens": args.max_input_tokens,
                             "max_output_tokens": args.max_output_tokens,
                         },
-                        seed=args.seed,
-                        env=env,
                     )
                     path = args.out_dir / f"val-{args.engine}-{point.mode}-{name}-b{batch}.json"
                     run.save(path)
@@ -135,8 +121,6 @@ def main(argv: list[str] | None = None) -> int:
                         f" ({run.j_per_request:.1f} J/request) in {time.monotonic() - t1:.0f} s -> {path.name}",
                         flush=True,
                     )
-        finally:
-            worker.close()
     total = sum(len(b) for _, b in setups) * len(samples)
     print(f"{done}/{total} validation runs written to {args.out_dir}")
     return 0 if done == total else 1

@@ -85,7 +85,7 @@ def run_on_engine(
     eligible_requests: int | None = None,
     filters: dict[str, int | None] | None = None,
 ) -> ValidationRun:
-    """Open the engine configuration (one `GroupWorker`), run `tr`'s requests with `run_validation`, close.
+    """Open the engine configuration (one `ValidationEngine`), run `tr`'s requests on it, close.
 
     The engine's batch knob follows `batch_size` (vLLM `max_num_seqs`, the simulated engine's
     `max_batch_size`); the HF eager engine skips its per-shape warm-up (`run_validation` warms up once).
@@ -93,10 +93,6 @@ def run_on_engine(
     Raises:
         ConfigError: bad lengths, model, engine, mode or option (before anything loads).
     """
-    from llm_energy.sweep.runner import RunOptions
-    from llm_energy.sweep.worker import GroupWorker
-    from llm_energy.validate import run_validation
-
     point = engine_point(
         model=model,
         engine=engine,
@@ -110,28 +106,72 @@ def run_on_engine(
         output_len=int(tr.output_tokens.max()),
         max_model_len=int((tr.input_tokens + tr.output_tokens).max()),
     )
-    worker = GroupWorker(point, RunOptions(), idle_s=idle_s, on_status=on_status)
-    try:
-        env = worker.open()
-        assert worker.engine is not None and worker.meter is not None
+    with ValidationEngine(point, idle_s=idle_s, on_status=on_status) as opened:
+        return opened.run(
+            tr, batch_size, batching=batching, eligible_requests=eligible_requests, filters=filters
+        )
+
+
+class ValidationEngine:
+    """One engine configuration opened for validation runs: a `GroupWorker` (idle power, load, meter).
+
+    A context manager: entering opens the worker (closing it again if opening fails), leaving closes it.
+    `run` measures one trace sample with `run_validation` on the loaded engine, so several samples and
+    batch sizes share one model load. Every validation path (`llm-energy validate`, `compare`, `recommend
+    --validate`, the GPU benchmark scripts) opens its engine this way.
+    """
+
+    def __init__(
+        self, point: Point, *, idle_s: float, on_status: Callable[[str], None] | None = None
+    ) -> None:
+        from llm_energy.sweep.runner import RunOptions
+        from llm_energy.sweep.worker import GroupWorker
+
+        self.point = point
+        self.worker = GroupWorker(point, RunOptions(), idle_s=idle_s, on_status=on_status)
+        self.env: dict[str, Any] = {}
+
+    def __enter__(self) -> ValidationEngine:
+        try:
+            self.env = self.worker.open()
+        except BaseException:
+            self.worker.close()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.worker.close()
+
+    def run(
+        self,
+        tr: Trace,
+        batch_size: int,
+        *,
+        batching: str | None = None,
+        eligible_requests: int | None = None,
+        filters: dict[str, int | None] | None = None,
+    ) -> ValidationRun:
+        """Run `tr`'s requests in batches of up to `batch_size` and measure them (`run_validation`)."""
+        from llm_energy.validate import run_validation
+
+        w = self.worker
+        assert w.engine is not None and w.meter is not None, "enter the ValidationEngine first"
         return run_validation(
-            worker.engine,
-            worker.meter,
+            w.engine,
+            w.meter,
             tr,
             batch_size,
-            model=model,
-            engine_name=engine,
-            mode=point.mode,
-            idle_power_w=idle_power_w(worker.idle),
+            model=self.point.model,
+            engine_name=self.point.engine,
+            mode=self.point.mode,
+            idle_power_w=idle_power_w(w.idle),
             eligible_requests=eligible_requests,
             filters=filters,
-            seed=seed,
-            env=env,
-            clock=worker.clock,
+            seed=self.point.seed,
+            env=self.env,
+            clock=w.clock,
             batching=batching,  # type: ignore[arg-type]
         )
-    finally:
-        worker.close()
 
 
 def engine_point(

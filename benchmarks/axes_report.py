@@ -6,7 +6,7 @@ measured ratios, its component costs (the isolated draft-step window beside the 
 the random router's spread. The model is recomputed here from the stored costs, so a result written before
 the derived draft cost existed gets it too.
 
-    PYTHONPATH=src python3 benchmarks/axes_report.py docs/results/session3-h100/call1-axes/axes/axes.json
+    PYTHONPATH=src python3 benchmarks/axes_report.py docs/results/2026-11-23-h100-axes/axes/axes.json
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 3. error vs calibration budget: the vLLM profile refitted from random subsets of its calibration points,
    validated against the vLLM runs (median |error| over subsets and runs).
 
-    python benchmarks/validation_report.py docs/results/session2-h100/call*/validate/val-*.json
+    python benchmarks/validation_report.py docs/results/2026-11-23-h100-{hf-eager-*,vllm-validation}/validate/val-*.json
 """
 
 from __future__ import annotations

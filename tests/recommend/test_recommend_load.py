@@ -1,6 +1,6 @@
 """Load-aware continuous batching (`llm_energy.recommend.load`): the recommender's J/request at a rate.
 
-Checked against the H100 online measurement (docs/results/session3-h100/call3-online/online/
+Checked against the H100 online measurement (docs/results/2026-11-23-h100-online-vllm/online/
 online_gpu.json): vLLM cudagraphs, max_num_seqs 256, serving the Azure conv trace's first minute at
 time scales 1× and 4× (191 requests in 60 s = 3.2 req/s, 1138 = 19 req/s) measured 135.5 and 39.5
 J/request online (offline, all at once: 35.8 and 34.0). Compared here: the bundled vLLM profile on the

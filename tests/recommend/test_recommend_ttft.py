@@ -1,6 +1,6 @@
 """TTFT of continuous-batching candidates: a request's own prefill beside the running decodes.
 
-Checked against the H100 online measurement (docs/results/session3-h100/call3-online/online/
+Checked against the H100 online measurement (docs/results/2026-11-23-h100-online-vllm/online/
 online_gpu.json, docs/results/online-h100.md): vLLM cudagraphs, max_num_seqs 256, the Azure conv
 trace's first minute at 3.2 / 7.6 / 19 req/s measured p90 TTFT 73 / 73 / 534 ms (100% of requests
 within TTFT ≤ 2 s). The model (`llm_energy.recommend.load`) gives a mean figure (47 / 48 / 50 ms on

@@ -1,7 +1,8 @@
 """The report's "Model validation" and "Recommendation" sections, from the API and the command line.
 
-The validation files in `data/` are real H100 runs copied from docs/results/session2-h100 (vLLM with
-CUDA graphs at batch 16 and HF eager at batch 64, 500 requests of azure-conv each).
+The validation files in `data/` are real H100 runs copied from docs/results/2026-11-23-h100-vllm-validation
+and 2026-11-23-h100-hf-eager-calibration-rest (vLLM with CUDA graphs at batch 16 and HF eager at batch 64,
+500 requests of azure-conv each).
 """
 
 from __future__ import annotations

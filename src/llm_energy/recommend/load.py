@@ -46,7 +46,7 @@ import numpy as np
 
 DEFAULT_IDLE_POWER_W = 140.0
 """GPU power with no request in flight, W: the H100's measured idle power with vLLM loaded (131–149 W,
-docs/results/session3-h100/call3-online/online/online_gpu.json, `idle_power_w`), mid-range."""
+docs/results/2026-11-23-h100-online-vllm/online/online_gpu.json, `idle_power_w`), mid-range."""
 DEFAULT_IDLE_POWER_UNC_W = 10.0
 """Its bound, W: half the measured range, rounded up."""
 

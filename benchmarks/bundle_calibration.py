@@ -29,7 +29,7 @@ COLUMNS = [
     "run_id", "status", "model", "engine", "mode", "batch_size", "input_len", "output_len", "compile_s",
     *(f"{phase}_{col}" for phase in ("prefill", "decode", "total") for col in (
         "duration_s", "energy_j", "uncertainty_j", "tokens", "repetitions", "mean_power_w")),
-    "created_at", "device_call",
+    "created_at", "device_call", "idle_power_w", "max_num_seqs", "engine_facts",
 ]  # fmt: skip
 ENV_SCALARS = ("host", "platform", "python", "cpu_model", "cpu_count", "gpu_count", "gpu_name", "driver",
                "power_limit_w", "sm_clock_mhz", "mem_clock_mhz", "cuda_visible_devices")  # fmt: skip

@@ -33,14 +33,19 @@ def estimate(
     profile: Annotated[
         str | None, typer.Option(help="profile file or bundled name (default: H100 vLLM)")
     ] = None,
-    method: Annotated[str, typer.Option(help="binned | p1 | parametric")] = "binned",
+    method: Annotated[
+        str, typer.Option(help="physical (default) | binned | p1 | parametric | flops")
+    ] = "physical",
     batch_size: Annotated[
-        int | None, typer.Option(help="run requests at this batch (default: largest feasible)")
+        int | None, typer.Option(help="run requests at this batch (default: the largest the engine runs)")
     ] = None,
     online_rate: Annotated[
         float | None,
         typer.Option(help="arrival rate (req/s): batch from Little's law instead of the largest"),
     ] = None,
+    strict_range: Annotated[
+        bool, typer.Option("--strict-range", help="refuse requests outside the calibrated range")
+    ] = False,
     carbon_intensity: Annotated[
         str | None, typer.Option(help="grid intensity: gCO2/kWh or a region (e.g. germany, world)")
     ] = None,
@@ -52,87 +57,34 @@ def estimate(
     as_json: JsonOption = False,
 ) -> None:
     """Estimate a real trace's GPU energy from a fitted profile (no GPU needed), beside the FLOPs estimate."""
-    from llm_energy.carbon import check_price, parse_carbon_intensity
-    from llm_energy.estimate import batch_for_rate, estimate_trace
-    from llm_energy.modeling.profile import load_profile
-    from llm_energy.workloads import load_trace
+    from llm_energy.cli.estimate_view import render_estimate, run_estimate
 
-    def run() -> Any:
-        grid = parse_carbon_intensity(carbon_intensity)
-        check_price(price)
-        prof = load_profile(profile)
-        tr = load_trace(trace, input_col=input_col, output_col=output_col, time_col=time_col)
-        summary = tr.summary()
-        batch = batch_size
-        if online_rate is not None:
-            if batch_size is not None:
-                raise ConfigError("give --batch-size or --online-rate, not both")
-            batch = batch_for_rate(prof, online_rate, tr.input_tokens, tr.output_tokens)
-        return estimate_trace(
-            tr.input_tokens,
-            tr.output_tokens,
-            prof,
+    est = _guard(
+        lambda: run_estimate(
+            trace=trace,
+            profile=profile,
             method=method,
-            batch_size=batch,
-            duration_s=summary.duration_s,
-            carbon_g_per_kwh=grid.g_per_kwh if grid else None,
-            price_per_kwh=price,
-            profile_name=prof.describe(),
-            carbon_source=grid.label if grid else None,
-        ), prof
-
-    est, prof = _guard(run)
+            batch_size=batch_size,
+            online_rate=online_rate,
+            strict_range=strict_range,
+            carbon_intensity=carbon_intensity,
+            price=price,
+            columns=(input_col, output_col, time_col),
+            show_progress=not as_json,
+        )
+    )
+    if est.outside_calibration:
+        err_console.print(
+            f"warning: {est.outside_request_share:.1%} of requests and {est.outside_energy_share:.1%} of the "
+            "energy are outside the calibrated range (extrapolated; the uncertainty widens there; "
+            "--strict-range refuses)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if as_json:
         sys.stdout.write(json.dumps(est.to_dict(), indent=2, default=str) + "\n")
         return
-    rel = est.uncertainty_j / est.total_j if est.total_j else 0.0
-    table = Table(
-        title=f"{trace}: {est.requests:,} requests · {est.method} · {est.profile}", show_header=False
-    )
-    table.add_row("total GPU energy", f"{est.total_kwh:.4f} kWh ± {rel:.1%}  ({est.total_j / 1e3:,.1f} kJ)")
-    table.add_row(
-        "per request",
-        f"mean {est.request_mean_j:.1f} J · p50 {est.request_p50_j:.1f} J · p90 {est.request_p90_j:.1f} J",
-    )
-    table.add_row("per output token", f"{est.j_per_output_token:.4f} J (prefill included)")
-    table.add_row("prefill / decode", f"{est.prefill_share:.1%} / {1 - est.prefill_share:.1%}")
-    table.add_row(
-        "FLOPs estimate",
-        f"{est.flops_j / 1e3:,.1f} kJ at peak ({est.flops_half_util_j / 1e3:,.1f} kJ at 50%"
-        f" utilisation): the profile's estimate is {est.flops_ratio:.2f}× the FLOPs one",
-    )
-    if est.duration_s:
-        day = 86400 / est.duration_s
-        table.add_row("at the trace's rate", f"{est.total_kwh * day:.2f} kWh/day")
-    if est.co2_g is not None:
-        table.add_row("CO2", f"{est.co2_g:,.1f} g at {est.carbon_g_per_kwh:g} gCO2/kWh ({est.carbon_source})")
-    if est.cost is not None:
-        table.add_row("cost", f"{est.cost:,.4f} at {est.price_per_kwh:g} per kWh")
-    if est.co2_g is not None or est.cost is not None:
-        table.add_row("footprint", "; ".join(est.footprint().lines()) + " (GPU energy only)")
-    if est.dropped:
-        table.add_row("dropped", f"{est.dropped:,} requests above the bins' caps (p1 rule)")
-    if est.outside_calibration:
-        table.add_row(
-            "outside calibration",
-            f"{est.outside_calibration:,} requests beyond the measured lengths "
-            "(per-token energy held at the grid edge)",
-        )
-    console.print(table)
-    if est.per_bin:
-        bt = Table(title=f"largest {bins} bins by energy")
-        for col in ("input ≤", "output ≤", "requests", "batch", "J/request", "energy kJ"):
-            bt.add_column(col, justify="right")
-        for row in sorted(est.per_bin, key=lambda r: -r["energy_j"])[:bins]:
-            bt.add_row(
-                str(row["input_bin_max"]),
-                str(row["output_bin_max"]),
-                f"{row['requests']:,}",
-                f"{row['batch_size']:.0f}",
-                f"{row['prefill_j_per_request'] + row['decode_j_per_request']:.1f}",
-                f"{row['energy_j'] / 1e3:,.2f}",
-            )
-        console.print(bt)
+    render_estimate(console, est, trace, bins)
 
 
 @app.command()

@@ -9,6 +9,7 @@ for the shape (the seed study's choice).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -69,14 +70,19 @@ class BinnedModel:
         *,
         method: BinMethod = "log",
         bins: Bins | None = None,
+        max_batch: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.grid = grid
         self.feasible = feasible
         self.method = method
         self.bins = bins
+        self._max_batch = max_batch
 
     def max_batch(self, lin: np.ndarray, lout: np.ndarray) -> np.ndarray:
-        """Largest feasible batch at each shape: that of the nearest measured shape no smaller than it."""
+        """Largest feasible batch at each shape: the engine's limit when given (KV capacity, max_num_seqs), else
+        that of the nearest measured shape no smaller than it."""
+        if self._max_batch is not None:
+            return self._max_batch(np.asarray(lin, float), np.asarray(lout, float))
         if not self.feasible:
             return np.full(np.shape(lin), float(self.grid.batches[-1]))
         shapes = np.array(list(self.feasible))

@@ -1,14 +1,16 @@
 """`EnergyProfile`: a fitted model of one configuration plus the hardware and software it was measured on.
 
-A profile is a JSON file: metadata (model, engine, mode, GPU, versions, env_id), the calibration grid
-(per-token energy and time), the largest feasible batch per shape, the parametric coefficients and the
-fit quality (leave-one-out error of the grid). `llm-energy fit` writes one; `estimate` loads one.
+A profile is a JSON file (schema: `profile_schema.py`, format 2): metadata (model, engine, mode, GPU,
+versions, env_id), the calibration table it was fitted on, the physical model (`physical.py`, the default),
+the calibration grid (per-token energy and time, for `binned`/`p1`), the largest feasible batch per shape,
+the parametric coefficients and the fit quality (leave-one-out errors). `llm-energy fit` and
+`llm-energy calibrate` write one; `estimate` loads one.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -19,11 +21,18 @@ import pandas as pd
 
 from llm_energy.atomic import write_atomically
 from llm_energy.errors import ConfigError
-from llm_energy.modeling.calibration import CalibrationGrid, calibration_table, max_feasible_batches
+from llm_energy.modeling.calibration import (
+    CALIBRATION_COLUMNS,
+    CalibrationGrid,
+    calibration_table,
+    max_feasible_batches,
+)
 from llm_energy.modeling.parametric import ParametricModel
+from llm_energy.modeling.physical import PhysicalModel
+from llm_energy.modeling.profile_schema import PROFILE_FORMAT, check_profile
 
-PROFILE_FORMAT = 1
 BUNDLED_PROFILES = {
+    "h200-llama-3.1-8b-vllm": "h200-llama-3.1-8b-vllm-cudagraphs.json",
     "h100-llama-3.1-8b-vllm": "h100-llama-3.1-8b-vllm-cudagraphs.json",
     "h100-llama-3.1-8b-hf-eager": "h100-llama-3.1-8b-hf-eager.json",
 }
@@ -46,9 +55,12 @@ class EnergyProfile:
     feasible: dict[tuple[int, int], int]
     parametric: ParametricModel
     points: int
-    fit_quality: dict[str, float] = field(default_factory=dict)
+    fit_quality: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     source: str = ""
+    physical: PhysicalModel | None = None
+    calibration: pd.DataFrame | None = None
+    """The calibration table the models were fitted on (`calibration.CALIBRATION_COLUMNS`)."""
 
     def describe(self) -> str:
         """One line naming what the profile stands for."""
@@ -69,6 +81,8 @@ class EnergyProfile:
             "grid": self.grid.to_dict(),
             "feasible": [[i, o, b] for (i, o), b in sorted(self.feasible.items())],
             "parametric": self.parametric.to_dict(),
+            "physical": None if self.physical is None else self.physical.to_dict(),
+            "calibration": [] if self.calibration is None else self.calibration.to_dict("records"),
             "points": self.points,
             "fit_quality": self.fit_quality,
             "created_at": self.created_at,
@@ -97,6 +111,12 @@ class EnergyProfile:
             fit_quality=data.get("fit_quality", {}),
             created_at=data.get("created_at", ""),
             source=data.get("source", ""),
+            physical=PhysicalModel.from_dict(data["physical"]) if data.get("physical") else None,
+            calibration=(
+                pd.DataFrame(data["calibration"], columns=list(CALIBRATION_COLUMNS))
+                if data.get("calibration")
+                else None
+            ),
         )
 
 
@@ -112,22 +132,25 @@ def load_profile(spec: str | Path | None = None) -> EnergyProfile:
         where = f"bundled profile {spec}"
     else:
         path = Path(spec)
-        if not path.exists():
+        if not path.is_file():
             raise ConfigError(
                 f"no profile {spec!r}: not a file and not a bundled name ({', '.join(BUNDLED_PROFILES)})"
             )
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not an llm-energy profile (not UTF-8 text)") from None
         except OSError as exc:
             raise ConfigError(f"cannot read profile {path}: {exc}") from exc
         where = str(path)
     try:
         data = json.loads(text)
-        if data.get("format") != PROFILE_FORMAT:
-            raise ConfigError(f"{where}: not an llm-energy profile (format {data.get('format')!r})")
-        return EnergyProfile.from_dict(data)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{where}: not a valid llm-energy profile: {exc}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not an llm-energy profile (not JSON: {exc})") from None
+    try:
+        return EnergyProfile.from_dict(check_profile(data, where))
+    except (ValueError, KeyError, TypeError) as exc:  # the schema passed, the content is still inconsistent
+        raise ConfigError(f"{where}: not a valid llm-energy profile: {exc}") from None
 
 
 def configurations(frame: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -145,12 +168,54 @@ def fit_profile(
     engine: str | None = None,
     mode: str | None = None,
     source: str = "",
+    idle_power_w: float | None = None,
+    max_num_seqs: int | None = None,
+    cross_validate: bool = True,
 ) -> EnergyProfile:
     """Fit a profile from `Store.runs_frame()` rows, selecting one configuration.
+
+    Args:
+        idle_power_w: Idle board power when the runs do not record it (else their median is used).
+        max_num_seqs: The engine's concurrency cap when the runs do not record it.
+        cross_validate: Compute the leave-one-out and extrapolation errors (one refit per point).
 
     Raises:
         ConfigError: the selection matches no run, or several configurations (they are listed).
     """
+    f = _select(frame, model, engine, mode)
+    configs = configurations(f)
+    env_ids = sorted({str(x) for x in f.get("env_env_id", pd.Series(dtype=str)).dropna()})
+    if len(env_ids) > 1:
+        raise ConfigError(f"runs come from {len(env_ids)} environments (GPUs/software); fit one at a time")
+    table = calibration_table(f)
+    grid = CalibrationGrid.from_table(table)
+    first = f[f["status"] == "ok"].iloc[0]
+    versions = json.loads(first["env_versions"]) if isinstance(first.get("env_versions"), str) else {}
+    gpu_name = str(first.get("env_gpu_name"))
+    physical, report = fit_physical_of(
+        f, table, configs[0][0], gpu_name, idle_power_w, cross_validate, max_num_seqs
+    )
+    return EnergyProfile(
+        model=configs[0][0],
+        engine=configs[0][1],
+        mode=configs[0][2],
+        gpu_name=gpu_name,
+        gpu_count=int(first.get("env_gpu_count") or 1),
+        env_id=env_ids[0] if env_ids else "",
+        versions=versions,
+        grid=grid,
+        feasible=max_feasible_batches(f),
+        parametric=ParametricModel.fit(table),
+        points=len(table),
+        fit_quality=report,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        source=source,
+        physical=physical,
+        calibration=table,
+    )
+
+
+def _select(frame: pd.DataFrame, model: str | None, engine: str | None, mode: str | None) -> pd.DataFrame:
     f = frame
     for col, value in (("model", model), ("engine", engine), ("mode", mode)):
         if value is not None:
@@ -159,59 +224,54 @@ def fit_profile(
     if not configs:
         raise ConfigError(
             "no successful runs match the selection; stored configurations: "
-            + ", ".join("/".join(c) for c in configurations(frame))
+            + (", ".join("/".join(c) for c in configurations(frame)) or "none")
         )
     if len(configs) > 1:
         raise ConfigError(
             "several configurations stored; choose one with --model/--engine/--mode: "
             + ", ".join("/".join(c) for c in configs)
         )
-    env_ids = sorted({str(x) for x in f.get("env_env_id", pd.Series(dtype=str)).dropna()})
-    if len(env_ids) > 1:
-        raise ConfigError(f"runs come from {len(env_ids)} environments (GPUs/software); fit one at a time")
-    table = calibration_table(f)
-    grid = CalibrationGrid.from_table(table)
-    first = f[f["status"] == "ok"].iloc[0]
-    versions = json.loads(first["env_versions"]) if isinstance(first.get("env_versions"), str) else {}
-    return EnergyProfile(
-        model=configs[0][0],
-        engine=configs[0][1],
-        mode=configs[0][2],
-        gpu_name=str(first.get("env_gpu_name")),
-        gpu_count=int(first.get("env_gpu_count") or 1),
-        env_id=env_ids[0] if env_ids else "",
-        versions=versions,
-        grid=grid,
-        feasible=max_feasible_batches(f),
-        parametric=ParametricModel.fit(table),
-        points=len(table),
-        fit_quality=leave_one_out(table),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        source=source,
-    )
+    return f
 
 
-def leave_one_out(table: pd.DataFrame) -> dict[str, float]:
-    """Interpolation error of the grid: each interior point predicted from the others (relative, total J)."""
-    errors = []
-    for k in range(len(table)):
-        row = table.iloc[k]
-        rest = table.drop(table.index[k])
-        interior = all(rest[c].min() < row[c] < rest[c].max() for c in ("batch_size", "input_len"))
-        if not interior or row["output_len"] < 2:
-            continue
-        try:
-            grid = CalibrationGrid.from_table(rest)
-        except ConfigError:
-            continue
-        b, i, o = row["batch_size"], row["input_len"], row["output_len"]
-        pred = float(grid.prefill_j_per_token(b, i) * b * i + grid.decode_j_per_token(b, i, o) * b * (o - 1))
-        actual = row["prefill_j"] + row["decode_j"]
-        errors.append(abs(pred - actual) / actual)
-    if not errors:
-        return {}
-    return {
-        "loo_points": float(len(errors)),
-        "loo_median_rel_error": float(np.median(errors)),
-        "loo_max_rel_error": float(np.max(errors)),
-    }
+def fit_physical_of(
+    frame: pd.DataFrame,
+    table: pd.DataFrame,
+    model: str,
+    gpu_name: str,
+    idle_power_w: float | None,
+    cross_validate: bool,
+    max_num_seqs: int | None = None,
+) -> tuple[PhysicalModel | None, dict[str, Any]]:
+    """Fit the physical model of one configuration's runs; (None, reason) where it cannot be fitted."""
+    from llm_energy.architectures import load_architecture
+    from llm_energy.modeling.engine_facts import engine_limits
+    from llm_energy.modeling.fitting import fit_physical
+    from llm_energy.modeling.physical import ShapeConstants
+
+    generic = False
+    try:
+        shape = ShapeConstants.of(load_architecture(model))
+    except ConfigError:
+        shape, generic = ShapeConstants.generic(), True
+    limits = engine_limits(frame, shape, gpu_name, idle_power_w, max_num_seqs)
+    if generic:  # no shape: no roofline floors, and the FLOP/byte units of the coefficients are per token
+        limits = replace(limits, peak_flops=None, bandwidth_bps=None)
+    try:
+        physical, report = fit_physical(
+            table,
+            shape,
+            idle_power_w=limits.idle_power_w,
+            kv_capacity_tokens=limits.kv_capacity_tokens,
+            max_num_seqs=limits.max_num_seqs,
+            prefill_chunk_tokens=limits.prefill_chunk_tokens,
+            peak_flops=limits.peak_flops,
+            bandwidth_bps=limits.bandwidth_bps,
+            cross_validate=cross_validate,
+        )
+    except ConfigError as exc:
+        return None, {"physical": f"not fitted: {exc}"}
+    report["limits"] = limits.describe()
+    if generic:
+        report["shape"] = f"{model!r} is not a bundled architecture: generic per-token terms (no roofline)"
+    return physical, report

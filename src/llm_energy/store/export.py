@@ -36,7 +36,7 @@ EXPORT_SUFFIXES: Final[dict[str, ExportFormat]] = {".csv": "csv", ".parquet": "p
 FRAME_PHASES: Final[tuple[Phase, ...]] = ("prefill", "decode", "total")
 """Phases that get columns in `frame_of_runs` (idle is a baseline, not a result)."""
 
-_FIXED = ("run_id", "created_at", "status", "error", "compile_s", "load_s")
+_FIXED = ("run_id", "created_at", "status", "error", "compile_s", "load_s", "idle_power_w")
 _METRICS = (
     "duration_s",
     "energy_j",
@@ -85,6 +85,7 @@ def frame_of_runs(runs: Iterable[RunResult]) -> pd.DataFrame:
             "error": run.error,
             "compile_s": run.compile_s,
             "load_s": run.load_s,
+            "idle_power_w": _idle_gpu_power_w(run),
         }
         for key, value in run.config.items():
             name = str(key)
@@ -106,6 +107,15 @@ def frame_of_runs(runs: Iterable[RunResult]) -> pd.DataFrame:
             # Counts stay integers even where some runs lack the phase (plain int would become float).
             frame[name] = frame[name].astype("Int64")
     return frame
+
+
+def _idle_gpu_power_w(run: RunResult) -> float:
+    """GPU idle power measured before the run (summed over GPUs), NaN when none was measured."""
+    for phase in run.phases.values():
+        gpus = [w for d, w in phase.measurement.idle_power_w.items() if d.startswith("gpu")]
+        if gpus:
+            return float(sum(gpus))
+    return math.nan
 
 
 def export_runs(

@@ -9,6 +9,7 @@ LlmEnergyError
 ├── EngineError            the inference engine failed
 │   └── OutOfMemory        the configuration does not fit in device memory
 ├── StoreError             the results database cannot be opened, read or written
+│   └── NotAStore          the path holds no llm-energy store (also a ConfigError → exit 2)
 └── GpuSettingsError       GPU clock / power-limit control failed (never silently ignored)
 
 MeasurementWarning (a UserWarning) flags measurements of limited quality.
@@ -48,6 +49,15 @@ class OutOfMemory(EngineError):
 
 class StoreError(LlmEnergyError):
     """The results database cannot be opened, read or written."""
+
+
+class NotAStore(StoreError, ConfigError):
+    """The path holds no llm-energy results store (bad input, so also a `ConfigError`).
+
+    A directory, a file that is not SQLite, another application's database, another schema
+    version; for a reader also a missing or empty file. The CLI exits with 2; nothing was written to
+    the path.
+    """
 
 
 class GpuSettingsError(LlmEnergyError):

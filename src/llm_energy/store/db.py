@@ -6,32 +6,32 @@ copied next to a report, with no server. This module promises:
 - A run and its phases are written in one transaction: all or nothing.
 - It never writes to a file it did not create. A file that is not SQLite, a SQLite database of
   another application (foreign tables or another `application_id`) or one of a newer schema version
-  is refused with `StoreError` before anything is written.
+  is refused with `NotAStore` (a `StoreError` and a `ConfigError`: bad input) before anything is
+  written.
+- Opened `read_only`, it never creates or changes a file: a missing path, an empty (0-byte) file or
+  a database without our schema is refused with `NotAStore` naming the path.
 - Reading back rebuilds `RunResult` objects equal to those written, provided `config` and `env` hold
   JSON types (sequences come back as lists, mappings as dicts).
 - Every failure is a `StoreError` naming the path; a lock held past `timeout_s` says "locked".
 
-Only bound parameters reach SQL. The default rollback journal is kept (not WAL) so the database is
-one self-contained file. JSON is written with Python's `json` defaults, so NaN and infinities are
-stored as the non-standard literals `NaN`/`Infinity` and read back as floats.
+Only bound parameters reach SQL (rows are built by `_rows`). The default rollback journal is kept
+(not WAL) so the database is one self-contained file.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
-from llm_energy.errors import ConfigError, StoreError
-from llm_energy.records import STATUSES, Measurement, Phase, PhaseResult, RunResult
+from llm_energy.errors import ConfigError, NotAStore, StoreError
+from llm_energy.records import STATUSES, RunResult
+from llm_energy.store._rows import RunRows, chunks, run_rows, runs_of, schema_statements
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,10 +49,6 @@ MEMORY: Final = ":memory:"
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _TABLES = frozenset({"runs", "phases"})
-_PHASE_ORDER: tuple[Phase, ...] = ("prefill", "decode", "total", "idle")
-_CONFIG_COLUMNS = ("model", "engine", "mode", "batch_size", "input_len", "output_len")
-# Stay under SQLITE_MAX_VARIABLE_NUMBER, which is 999 on SQLite builds older than 3.32.
-_IN_CHUNK = 500
 
 _RUN_COLUMNS = (
     "run_id, point_id, created_at, status, error, model, engine, mode, batch_size, input_len, "
@@ -95,17 +91,21 @@ class Store:
         path: Database file, created with its parent directories if absent; `":memory:"` for a
             private in-memory store. An existing empty file is treated as a new database.
         timeout_s: How long to wait for another connection's lock before giving up, in seconds.
+        read_only: Open an existing store for reading only: nothing is created or written, and
+            a missing path, an empty file or a database without our schema is refused.
 
     Raises:
-        StoreError: The path is a directory or unreadable, the file is not a SQLite database, or
-            it is a SQLite database of another application or of a newer schema version (in all
-            these cases nothing is written to it), or the database is locked.
+        NotAStore: The path is a directory, the file is not a SQLite database, or it is a SQLite
+            database of another application or of another schema version (in all these cases
+            nothing is written to it); with `read_only`, also a missing path or an empty file.
+        StoreError: The file is unreadable or the database is locked.
     """
 
-    def __init__(self, path: str | Path, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, path: str | Path, *, timeout_s: float = 5.0, read_only: bool = False) -> None:
         self._memory = str(path) == MEMORY
         self.path: Path = Path(path) if self._memory else Path(path).expanduser()
         self.timeout_s = timeout_s
+        self.read_only = read_only and not self._memory
         self._conn: sqlite3.Connection | None = None
         conn = self._connect()
         try:
@@ -155,15 +155,9 @@ class Store:
             StoreError: as `write_run`, for any of the runs; nothing is written then.
         """
         action = f"write {len(results)} run(s) to"
-        rows = [self._rows_of(result, action) for result in results]
+        rows = self._rows(results, action)
         with self._transaction(action, write=True) as conn:
-            for result, (run_row, phase_rows) in zip(results, rows, strict=True):
-                if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (result.run_id,)).fetchone():
-                    raise StoreError(
-                        f"cannot {action} {self.path}: run_id {result.run_id!r} is already stored"
-                    )
-                conn.execute(_INSERT_RUN, run_row)
-                conn.executemany(_INSERT_PHASE, phase_rows)
+            self._insert(conn, rows, action)
         logger.debug("stored %d run(s) in %s", len(results), self.path)
 
     def point_statuses(self, env_id: str | None = None) -> dict[str, set[str]]:
@@ -215,7 +209,7 @@ class Store:
                 ).fetchall()
             else:
                 run_rows, phase_rows = [], []
-                for chunk in _chunks(list(dict.fromkeys(run_ids))):
+                for chunk in chunks(list(dict.fromkeys(run_ids))):
                     # Only "?" placeholders are formatted in; the ids themselves are bound.
                     marks = ", ".join("?" * len(chunk))
                     status_clause = "AND status = ?" if status is not None else ""
@@ -227,7 +221,7 @@ class Store:
                         f"SELECT * FROM phases WHERE run_id IN ({marks})", chunk
                     ).fetchall()
                 run_rows.sort(key=lambda row: row["rowid"])
-        return self._runs_of(run_rows, phase_rows)
+        return runs_of(run_rows, phase_rows, self.path)
 
     def get_run(self, run_id: str) -> RunResult:
         """Return the run stored under `run_id`.
@@ -270,20 +264,38 @@ class Store:
 
     # -- internals -----------------------------------------------------------------------------
 
+    def _rows(self, results: Sequence[RunResult], action: str) -> list[RunRows]:
+        """Serialise runs before a transaction starts (a bad value raises before anything is locked)."""
+        return [run_rows(result, action, self.path) for result in results]
+
+    def _insert(self, conn: sqlite3.Connection, rows: Sequence[RunRows], action: str) -> None:
+        """Insert serialised runs inside the caller's write transaction; refuse a stored run_id."""
+        for run_row, phase_rows in rows:
+            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_row["run_id"],)).fetchone():
+                raise StoreError(
+                    f"cannot {action} {self.path}: run_id {run_row['run_id']!r} is already stored"
+                )
+            conn.execute(_INSERT_RUN, run_row)
+            conn.executemany(_INSERT_PHASE, phase_rows)
+
     def _connect(self) -> sqlite3.Connection:
-        """Check the path without writing to it, then open a connection."""
+        """Check the path without writing to it, then open a connection (read-only if asked)."""
         if self._memory:
             return sqlite3.connect(MEMORY, isolation_level=None)
         path = self.path
         try:
             if path.is_dir():
-                raise StoreError(f"cannot open results store {path}: it is a directory")
+                raise NotAStore(f"cannot open results store {path}: it is a directory")
             if path.exists():
                 with path.open("rb") as fh:
                     head = fh.read(len(_SQLITE_MAGIC))
                 # An empty file is an empty database to SQLite too; anything else must be SQLite.
                 if head and head != _SQLITE_MAGIC:
-                    raise StoreError(f"cannot open results store {path}: it is not a SQLite database")
+                    raise NotAStore(f"cannot open results store {path}: it is not a SQLite database")
+                if not head and self.read_only:
+                    raise NotAStore(f"cannot read results store {path}: it is an empty file, not a store")
+            elif self.read_only:
+                raise NotAStore(f"cannot read results store {path}: no such file")
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -291,6 +303,9 @@ class Store:
         try:
             # isolation_level=None: this class issues BEGIN/COMMIT itself, so a transaction spans
             # exactly what it should and never opens implicitly.
+            if self.read_only:
+                uri = f"{path.resolve().as_uri()}?mode=ro"
+                return sqlite3.connect(uri, timeout=self.timeout_s, isolation_level=None, uri=True)
             return sqlite3.connect(path, timeout=self.timeout_s, isolation_level=None)
         except sqlite3.Error as e:
             raise self._error("open results store", e) from e
@@ -300,16 +315,13 @@ class Store:
         conn.row_factory = sqlite3.Row
         with self._errors("open results store"):
             if self._inspect(conn) == "empty":
+                if self.read_only:
+                    raise NotAStore(f"cannot read results store {self.path}: it is an empty database")
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     # Look again under the write lock: another process may have created it meanwhile.
                     if self._inspect(conn) == "empty":
-                        for statement in _schema_statements():
-                            conn.execute(statement)
-                        # PRAGMAs take no bound parameters; both values are our integer constants.
-                        conn.execute(f"PRAGMA application_id = {int(APPLICATION_ID)}")
-                        conn.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
-                        logger.info("created results store %s (schema %d)", self.path, SCHEMA_VERSION)
+                        self._create_schema(conn)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -317,8 +329,16 @@ class Store:
                     raise
             conn.execute("PRAGMA foreign_keys = ON")
 
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        for statement in schema_statements():
+            conn.execute(statement)
+        # PRAGMAs take no bound parameters; both values are our integer constants.
+        conn.execute(f"PRAGMA application_id = {int(APPLICATION_ID)}")
+        conn.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
+        logger.info("created results store %s (schema %d)", self.path, SCHEMA_VERSION)
+
     def _inspect(self, conn: sqlite3.Connection) -> Literal["empty", "ours"]:
-        """Classify an open database by reading its header and catalogue; raise if not ours."""
+        """Classify an open database by reading its header and catalogue; raise `NotAStore` if not ours."""
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         names = sorted(
@@ -331,22 +351,22 @@ class Store:
             return "empty"
         if app_id != APPLICATION_ID:
             what = f"application_id {app_id:#x}" if app_id else f"objects {', '.join(names) or 'none'}"
-            raise StoreError(
-                f"cannot open {where}: it is a SQLite database of another application ({what}); "
-                "refusing to write to it"
+            raise NotAStore(
+                f"cannot open {where}: it is a SQLite database of another application ({what}), "
+                "not an llm-energy results store; refusing to use it"
             )
         if version > SCHEMA_VERSION:
-            raise StoreError(
+            raise NotAStore(
                 f"cannot open {where}: its schema version {version} is newer than this llm-energy "
                 f"supports ({SCHEMA_VERSION}); upgrade llm-energy"
             )
         if version < SCHEMA_VERSION:
-            raise StoreError(
+            raise NotAStore(
                 f"cannot open {where}: schema version {version} has no migration to {SCHEMA_VERSION}"
             )
         missing = _TABLES.difference(names)
         if missing:
-            raise StoreError(f"cannot open {where}: it lacks table(s) {', '.join(sorted(missing))}; damaged?")
+            raise NotAStore(f"cannot open {where}: it lacks table(s) {', '.join(sorted(missing))}; damaged?")
         return "ours"
 
     def _connection(self) -> sqlite3.Connection:
@@ -389,127 +409,3 @@ class Store:
         else:
             reason = str(e)
         return StoreError(f"cannot {action} {self.path}: {reason}")
-
-    def _rows_of(self, result: RunResult, action: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
-        """Serialise a run to bound-parameter rows before the transaction starts."""
-        config = result.config
-        try:
-            run_row: dict[str, Any] = {
-                "run_id": result.run_id,
-                "point_id": _column(config.get("point_id")),
-                "created_at": result.created_at,
-                "status": result.status,
-                "error": result.error,
-                **{key: _column(config.get(key)) for key in _CONFIG_COLUMNS},
-                "compile_s": result.compile_s,
-                "load_s": result.load_s,
-                "config_json": _dumps(config),
-                "env_json": _dumps(result.env),
-            }
-            phase_rows = []
-            for key, phase in result.phases.items():
-                if key != phase.phase:
-                    raise StoreError(
-                        f"cannot {action} {self.path}: phases[{key!r}] holds phase {phase.phase!r}"
-                    )
-                m = phase.measurement
-                phase_rows.append(
-                    (
-                        result.run_id,
-                        phase.phase,
-                        phase.repetitions,
-                        phase.tokens,
-                        m.duration_s,
-                        m.gpu_energy_j,
-                        _dumps(m.energy_j),
-                        _dumps(m.uncertainty_j),
-                        _dumps(m.source),
-                        _dumps(m.idle_power_w),
-                        _dumps(list(m.flags)),
-                    )
-                )
-        except (TypeError, ValueError) as e:
-            raise StoreError(f"cannot {action} {self.path}: a value is not JSON-serialisable: {e}") from e
-        return run_row, phase_rows
-
-    def _runs_of(self, run_rows: list[sqlite3.Row], phase_rows: list[sqlite3.Row]) -> list[RunResult]:
-        """Rebuild `RunResult`s from rows read in one transaction."""
-        try:
-            phases: dict[str, list[PhaseResult]] = {}
-            for row in phase_rows:
-                phases.setdefault(row["run_id"], []).append(_phase_of(row))
-            runs = []
-            for row in run_rows:
-                ordered = sorted(phases.get(row["run_id"], []), key=_phase_rank)
-                runs.append(
-                    RunResult(
-                        run_id=row["run_id"],
-                        config=json.loads(row["config_json"]),
-                        env=json.loads(row["env_json"]),
-                        phases={p.phase: p for p in ordered},
-                        status=row["status"],
-                        error=row["error"],
-                        compile_s=_real(row["compile_s"]),
-                        load_s=_real(row["load_s"]),
-                        created_at=row["created_at"],
-                    )
-                )
-        except (ValueError, TypeError, KeyError) as e:
-            raise StoreError(f"cannot read runs from {self.path}: a stored row is malformed: {e}") from e
-        return runs
-
-
-def _schema_statements() -> list[str]:
-    """Split the bundled schema.sql into complete statements (sqlite3 runs one per execute)."""
-    text = resources.files("llm_energy.store").joinpath("schema.sql").read_text(encoding="utf-8")
-    statements, pending = [], ""
-    for line in text.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            statements.append(pending.strip())
-            pending = ""
-    return statements
-
-
-def _json_default(value: object) -> object:
-    # json only knows dict; records hold generic Mappings (e.g. MappingProxyType).
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"{type(value).__name__} object {value!r:.60} is not JSON-serialisable")
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False)
-
-
-def _column(value: object) -> object:
-    """Return a config value as a SQLite scalar: scalars as they are, anything else as JSON."""
-    return value if value is None or isinstance(value, str | int | float) else _dumps(value)
-
-
-def _real(value: float | None) -> float:
-    # SQLite stores a NaN REAL as NULL.
-    return math.nan if value is None else float(value)
-
-
-def _phase_rank(phase: PhaseResult) -> int:
-    return _PHASE_ORDER.index(phase.phase) if phase.phase in _PHASE_ORDER else len(_PHASE_ORDER)
-
-
-def _phase_of(row: sqlite3.Row) -> PhaseResult:
-    measurement = Measurement(
-        duration_s=_real(row["duration_s"]),
-        energy_j=json.loads(row["energy_json"]),
-        uncertainty_j=json.loads(row["uncertainty_json"]),
-        source=json.loads(row["source_json"]),
-        idle_power_w=json.loads(row["idle_power_json"]),
-        flags=tuple(json.loads(row["flags_json"])),
-    )
-    return PhaseResult(
-        phase=row["phase"], measurement=measurement, repetitions=row["repetitions"], tokens=row["tokens"]
-    )
-
-
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(items), _IN_CHUNK):
-        yield items[start : start + _IN_CHUNK]

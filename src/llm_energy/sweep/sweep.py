@@ -5,6 +5,10 @@ finishes, keyed by `point_id` and the environment's `env_id`; a rerun skips poin
 `ok` in the same environment (and failed ones unless `retry_failed`). A process killed at any moment,
 kill -9 included, loses at most the point in flight and never stores one twice.
 
+Concurrent sweeps on one database (several processes, local or Ray executors alike) measure each
+point once: the driver claims a point in the store before measuring it (`store.claims`), re-checking
+what is stored at that moment; the claim of a killed sweep is stale and taken over by the next one.
+
 GPU-settings axes (`gpu_clocks_mhz`, `power_limits_w`) are refused without consent and checked
 against the GPU before the first point is measured; each such point is part of the point id, so
 resuming works as for any other axis (`env_id` is that of the GPU at its own settings).
@@ -13,13 +17,15 @@ resuming works as for any other axis (`env_id` is that of the GPU at its own set
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from llm_energy.errors import GpuSettingsError
+from llm_energy.errors import GpuSettingsError, StoreError
 from llm_energy.records import RunResult
 from llm_energy.store import Store
+from llm_energy.store.claims import PointClaims
 from llm_energy.sweep.executors import Executor, Group, LocalExecutor, RayExecutor, failed_result
 from llm_energy.sweep.runner import RunOptions
 from llm_energy.sweep.spec import Point, SweepSpec
@@ -31,6 +37,8 @@ COMPILE_S_ESTIMATE = {"cudagraphs": 90.0, "compiled": 60.0}
 """Rough compile + graph-capture time per point on the H100 (docs/results/foundation-h100.md)."""
 LOAD_S_ESTIMATE = {"vllm": 90.0}
 """Rough engine start-up per group; 15 s otherwise (an 8B model built on the GPU)."""
+CLAIM_POLL_S = 0.5
+"""How often a sweep looks again at a point another live sweep is measuring."""
 
 
 @dataclass
@@ -130,6 +138,103 @@ def _describe(point: Point) -> str:
     return text
 
 
+class _SweepRun:
+    """The driver's side of one sweep: claims points, rules out infeasible batches, stores results."""
+
+    def __init__(
+        self,
+        store: Store,
+        claims: PointClaims,
+        summary: SweepSummary,
+        on_point: Callable[[SweepSummary], None] | None,
+    ) -> None:
+        self.store = store
+        self.claims = claims
+        self.summary = summary
+        self.on_point = on_point
+        self.env_ids: dict[Any, str] = {}
+        self.snapshot: dict[str, dict[str, set[str]]] = {}
+        self.oom_at: dict[tuple[Any, ...], int] = {}
+        self.deferred: list[Point] = []
+
+    def env_of(self, point: Point) -> str:
+        # The environment depends only on where a point runs: detect devices once per device.
+        key = (point.engine == "simulated", point.device)
+        if key not in self.env_ids:
+            self.env_ids[key] = environment_id(point)
+        return self.env_ids[key]
+
+    def _stored_ok(self, point: Point) -> bool:
+        # Stored ok points never go away: a snapshot taken once saves a write transaction each.
+        env_id = self.env_of(point)
+        if env_id not in self.snapshot:
+            self.snapshot[env_id] = self.store.point_statuses(env_id)
+        return "ok" in self.snapshot[env_id].get(point.point_id(), set())
+
+    def plan(self, point: Point) -> bool:
+        """First pass: claim `point`; one another live sweep measures now is deferred, not waited for."""
+        return self._plan(point, wait=False)
+
+    def plan_waiting(self, point: Point) -> bool:
+        """Second pass: wait until a deferred point is stored elsewhere or can be claimed here."""
+        return self._plan(point, wait=True)
+
+    def _plan(self, point: Point, *, wait: bool) -> bool:
+        outcome = (
+            "stored" if self._stored_ok(point) else self.claims.claim(point.point_id(), self.env_of(point))
+        )
+        while outcome == "busy" and wait:
+            time.sleep(CLAIM_POLL_S)
+            outcome = self.claims.claim(point.point_id(), self.env_of(point))
+        if outcome == "busy":
+            self.deferred.append(point)
+            return False
+        if outcome == "stored":
+            self.summary.skipped += 1
+            self._notify()
+            return False
+        smallest_oom = self.oom_at.get(_shape(point))
+        if smallest_oom is not None and point.batch_size > smallest_oom:
+            msg = f"not tried: batch {smallest_oom} already ran out of memory at this shape"
+            result = failed_result(point, "oom", msg, env_id=self.env_of(point))
+            self.claims.store_and_release(point.point_id(), self.env_of(point), [result])
+            self.summary.infeasible += 1
+            self._notify()
+            return False
+        return True
+
+    def sink(self, point: Point, results: list[RunResult]) -> bool:
+        """Store a measured point's runs and release its claim; learn from an out-of-memory batch."""
+        env_id = self.env_of(point)
+        # Results made by the driver (worker died, time limit) carry no environment: tag them so a
+        # resumed sweep recognises them.
+        results = [r if r.env.get("env_id") else replace(r, env={**r.env, "env_id": env_id}) for r in results]
+        if not self.claims.store_and_release(point.point_id(), env_id, results):
+            self.summary.skipped += 1  # another sweep took the claim over and stored it first
+            self._notify()
+            return True
+        summary = self.summary
+        summary.measured += 1
+        for r in results:
+            setattr(summary, r.status, getattr(summary, r.status) + 1)
+            summary.last = r
+            if r.status != "ok":
+                summary.failures.append(f"{_describe(point)}: {r.status}: {r.error}")
+        if any(r.status == "oom" for r in results):
+            key = _shape(point)
+            self.oom_at[key] = min(point.batch_size, self.oom_at.get(key, point.batch_size))
+        self._notify()
+        return True
+
+    def _notify(self) -> None:
+        if self.on_point is not None:
+            self.on_point(self.summary)
+
+
+def _shape(point: Point) -> tuple[Any, ...]:
+    return (*point.group_key(), point.input_len, point.output_len)
+
+
 def run_sweep(
     spec: SweepSpec,
     store: Store,
@@ -143,9 +248,15 @@ def run_sweep(
 ) -> SweepSummary:
     """Measure every point of `spec` not yet stored, writing each point's runs as it finishes.
 
+    Several sweeps may run on one database at once: each point is claimed before it is measured
+    (`store.claims`), so it is measured and stored once; a point another sweep is measuring is
+    left to it and, once this sweep's own points are done, waited for (and taken over if that
+    sweep dies).
+
     Raises:
-        ConfigError: GPU-settings axes without `allow_gpu_settings` (here or in the spec), or a setting
-            the GPU does not support: raised before anything is measured or stored.
+        ConfigError: GPU-settings axes without `allow_gpu_settings` (here or in the spec), a setting
+            the GPU does not support, or (ray) points needing more GPUs than the cluster has: raised
+            before anything is measured or stored.
     """
     points = spec.points()
     allowed = check_sweep_gpu_settings(spec, points, allow=allow_gpu_settings, executor=executor)
@@ -156,64 +267,6 @@ def run_sweep(
         allow_gpu_settings=allowed,
     )
     summary = SweepSummary(total=len(points))
-    env_ids: dict[Any, str] = {}
-    stored_cache: dict[str, dict[str, set[str]]] = {}
-    oom_at: dict[tuple[Any, ...], int] = {}
-
-    def env_of(point: Point) -> str:
-        # The environment depends only on where a point runs: detect devices once per device.
-        key = (point.engine == "simulated", point.device)
-        if key not in env_ids:
-            env_ids[key] = environment_id(point)
-        return env_ids[key]
-
-    def stored(point: Point) -> set[str]:
-        env_id = env_of(point)
-        if env_id not in stored_cache:
-            stored_cache[env_id] = store.point_statuses(env_id)
-        return stored_cache[env_id].get(point.point_id(), set())
-
-    def shape(point: Point) -> tuple[Any, ...]:
-        return (*point.group_key(), point.input_len, point.output_len)
-
-    def plan(point: Point) -> bool:
-        statuses = stored(point)
-        if "ok" in statuses or (statuses and not retry_failed):
-            summary.skipped += 1
-            _notify()
-            return False
-        smallest_oom = oom_at.get(shape(point))
-        if smallest_oom is not None and point.batch_size > smallest_oom:
-            msg = f"not tried: batch {smallest_oom} already ran out of memory at this shape"
-            store.write_runs([failed_result(point, "oom", msg, env_id=env_of(point))])
-            summary.infeasible += 1
-            _notify()
-            return False
-        return True
-
-    def sink(point: Point, results: list[RunResult]) -> bool:
-        # Results made by the driver (worker died, time limit) carry no environment: tag them so a
-        # resumed sweep recognises them.
-        results = [
-            r if r.env.get("env_id") else replace(r, env={**r.env, "env_id": env_of(point)}) for r in results
-        ]
-        store.write_runs(results)
-        summary.measured += 1
-        for r in results:
-            setattr(summary, r.status, getattr(summary, r.status) + 1)
-            summary.last = r
-            if r.status != "ok":
-                summary.failures.append(f"{_describe(point)}: {r.status}: {r.error}")
-        if any(r.status == "oom" for r in results):
-            key = shape(point)
-            oom_at[key] = min(point.batch_size, oom_at.get(key, point.batch_size))
-        _notify()
-        return True
-
-    def _notify() -> None:
-        if on_point is not None:
-            on_point(summary)
-
     runner = make_executor(
         executor,
         options,
@@ -222,7 +275,21 @@ def run_sweep(
         address=address,
         **(executor_kwargs or {}),
     )
-    runner.run(group_points(points), sink, plan)
+    claims = PointClaims(store, retry_failed=retry_failed)
+    sweep = _SweepRun(store, claims, summary, on_point)
+    try:
+        with claims.keep_alive():
+            runner.run(group_points(points), sweep.sink, sweep.plan)
+            if sweep.deferred:
+                logger.info(
+                    "%d point(s) were being measured by another sweep: waiting for them", len(sweep.deferred)
+                )
+                runner.run(group_points(sweep.deferred), sweep.sink, sweep.plan_waiting)
+    finally:
+        try:
+            claims.release_all()
+        except StoreError as exc:  # the claims expire with their lease; keep the first error
+            logger.warning("could not release this sweep's point claims: %s", exc)
     return summary
 
 

@@ -9,7 +9,7 @@ in the format `llm_energy.report.sample.bundled_calibration_frame` reads.
     python benchmarks/bundle_calibration.py --engine hf --mode eager --stem h100-llama-3.1-8b-hf-eager \
         --description "..." --spec benchmarks/specs/h100-calibration-hf-eager.yaml runs1.csv runs2.csv
 
-`--append` adds the runs to the bundled data set of that stem instead (a later session resuming the grid):
+`--append` adds the runs to the bundled data set of that stem instead (a later run resuming the grid):
 the new runs must come from the environment recorded in its JSON, run ids already bundled are skipped, and
 the JSON keeps its description and gains the new spec and dates.
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device call (H100, session 3): the optimisation axes (decoding, speculative, MoE trio), then the Zeus GPU test.
+# Device call (H100): the optimisation axes (decoding, speculative, MoE trio), then the Zeus GPU test.
 # Run from the repo root on the device after installing the Zeus wheels into PYTHONPATH; writes to $OUT.
 set -u
 export PYTHONUNBUFFERED=1

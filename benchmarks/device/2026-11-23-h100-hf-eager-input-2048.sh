@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device call (H100, last of session 2): HF eager validation of Azure code at batch 64, then input-2048 calibration.
+# Device call (H100, host B): HF eager validation of Azure code at batch 64, then input-2048 calibration.
 set -u
 export PYTHONUNBUFFERED=1
 timeout 115 python3 benchmarks/validate_gpu.py --engine hf --mode eager --sample 500 --max-input-tokens 2048 \

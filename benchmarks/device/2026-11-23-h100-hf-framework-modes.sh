@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device call (H100, session 4): the framework figure for every HF mode on one host (1,024 requests x 64 output
+# Device call (H100): the framework figure for every HF mode on one host (1,024 requests x 64 output
 # tokens, input 512): eager, hf-paged, cudagraphs, compiled, each under its own time limit into one database;
 # then the HF GPU tests (tiny model: token agreement across modes, hf-paged on CUDA).
 set -u

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device call (H100, session 4, vLLM bundle installed for fastapi/uvicorn/openai): `transformers serve`
+# Device call (H100, vLLM bundle installed for fastapi/uvicorn/openai): `transformers serve`
 # (continuous batching, random-init Llama-3.1-8B checkpoint written on the device) replaying Azure conv
 # 60-s windows at 1x/2x/4x.
 set -u

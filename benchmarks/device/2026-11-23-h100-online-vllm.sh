@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device call (H100, session 3, vLLM bundle installed): vLLM server (CUDA graphs) replaying Azure conv at 1x/2x/4x
+# Device call (H100, vLLM bundle installed): vLLM server (CUDA graphs) replaying Azure conv at 1x/2x/4x
 # for 60 s each, then the same request sets offline on one vLLM load (same mode and max_num_seqs).
 set -u
 export PYTHONUNBUFFERED=1

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device call (H100, session 3, vLLM bundle installed): recommend + validate on Azure conv, the candidate grid.
+# Device call (H100, vLLM bundle installed): recommend + validate on Azure conv, the candidate grid.
 set -u
 export PYTHONUNBUFFERED=1
 python3 -c "import vllm, torch, transformers; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)" > "$OUT/env-vllm.txt" 2>&1

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device call (H100, session 4, vLLM bundle installed): vLLM CUDA graphs at input 4096/8192 and output 128/512.
+# Device call (H100, vLLM bundle installed): vLLM CUDA graphs at input 4096/8192 and output 128/512.
 set -u
 export PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv; python3 -m llm_energy env --json; } > "$OUT/env.txt" 2>&1

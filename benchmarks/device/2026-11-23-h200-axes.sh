@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Device call (H100 or H200, session 4): the axes points session 3's budget skipped (beam 4 at batch 8, sample/top-p at
-# 128, the real random speculative pair α ≈ 0 with its plain baselines, OLMo-7B and OLMo-1B at 8/64).
+# Device call (H100 or H200; ran on the H200): the axes points the H100 axes run's budget skipped (beam 4 at
+# batch 8, sample/top-p at 128, the real random speculative pair α ≈ 0 with its plain baselines, OLMo-7B and
+# OLMo-1B at 8/64).
 set -u
 export PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm --format=csv; python3 -m llm_energy env --json; } > "$OUT/env.txt" 2>&1

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device call (H200, session 4, vLLM bundle installed): the framework figure on the H200 (HF eager, vLLM with and
+# Device call (H200, vLLM bundle installed): the framework figure on the H200 (HF eager, vLLM with and
 # without CUDA graphs; input 512 / output 64, batch 1/8/64/128).
 set -u
 export PYTHONUNBUFFERED=1

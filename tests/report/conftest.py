@@ -14,8 +14,8 @@ from llm_energy.report.sample import bundled_calibration_frame
 @pytest.fixture(scope="session")
 def calibration() -> pd.DataFrame:
     """The bundled calibration's regular grid with its env_* columns: llama-3.1-8b/vllm/cudagraphs at batch
-    1-128 x input 128/512/2048 x output 32/128, one ok run each (session 1). The session-4 rows at input
-    4096/8192 (batch 1/8/64, two of them oom) are left out: the plot tests count lines of a full grid.
+    1-128 x input 128/512/2048 x output 32/128, one ok run each (the first sweep). The rows appended later at
+    input 4096/8192 (batch 1/8/64, two of them oom) are left out: the plot tests count lines of a full grid.
     Copy before changing."""
     frame = bundled_calibration_frame()
     return frame[frame["input_len"] <= 2048].reset_index(drop=True)

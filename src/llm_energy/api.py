@@ -51,21 +51,37 @@ def measure(
 
 
 def resolve_device(device: str) -> str:
-    """Return `cuda` or `cpu` for `auto`, checking that CUDA exists when asked for.
+    """Return `cuda`, `cuda:N` or `cpu` for `device` (`auto`: CUDA where torch sees a GPU, else the CPU).
 
     Raises:
-        ConfigError: `cuda` requested but no CUDA device is available.
+        ConfigError: an unknown device name, or a CUDA device torch does not see.
     """
+    from llm_energy.sweep.spec import DEVICES, check_device
+
+    try:
+        check_device(device)
+    except ValueError:
+        raise ConfigError(f"unknown device {device!r}; valid devices: {DEVICES}") from None
     if device == "cpu":
         return "cpu"
     import torch
 
-    if torch.cuda.is_available():
-        return "cuda" if device == "auto" else device
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if device == "auto":
+        if count:
+            return "cuda"
         logger.warning("no CUDA GPU: running on the CPU, where energy is only estimated")
         return "cpu"
-    raise ConfigError(f"device {device!r} requested but torch sees no CUDA GPU")
+    if not count:
+        raise ConfigError(
+            f"device {device!r} requested but torch sees no CUDA GPU (use --device cpu or auto)"
+        )
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        raise ConfigError(
+            f"device {device!r} requested but torch sees {count} CUDA GPU(s): cuda:0..cuda:{count - 1}"
+        )
+    return device
 
 
 def run_measure(

@@ -99,7 +99,8 @@ def test_a_point_without_settings_keeps_the_id_it_had_before_the_settings_fields
     }
     blob = json.dumps(old_fields, sort_keys=True, separators=(",", ":"), default=str)
     assert point.point_id() == hashlib.sha256(blob.encode()).hexdigest()[:16]
-    assert point.model_dump() == old_fields
+    assert point.model_dump() == {**old_fields, "device": "auto"}  # the default; hashed as cuda was
+    assert point.point_id() == point.model_copy(update={"device": "cuda"}).point_id()
 
 
 def test_settings_are_part_of_the_id_only_when_set():

@@ -11,12 +11,15 @@ to stdout. Importing this module must not import torch: heavy work happens insid
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from llm_energy.errors import ConfigError, LlmEnergyError
 
@@ -29,16 +32,41 @@ T = TypeVar("T")
 
 
 def _fail(exc: LlmEnergyError) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    """Print `exc` as one line (escaped: user input may hold rich markup) and return the exit to raise."""
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
 
 
+OPTIONAL_MODULES: dict[str, str] = {
+    "torch": "hf",
+    "transformers": "hf",
+    "psutil": "hf",
+    "vllm": "vllm",
+    "ray": "ray",
+    "fastapi": "serving",
+    "uvicorn": "serving",
+}
+"""Third-party modules an optional extra installs → that extra (`pip install 'llm-energy[hf]'`)."""
+
+
 def _guard(fn: Callable[[], T]) -> T:
-    """Run `fn`, turning our errors into one clear message and the right exit code."""
+    """Run `fn`, turning our errors into one clear message and the right exit code.
+
+    A missing optional dependency (torch without the `hf` extra, vLLM, Ray) is bad input too: one
+    line naming the extra to install, exit 2.
+    """
     try:
         return fn()
     except LlmEnergyError as exc:
         raise _fail(exc) from None
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").partition(".")[0]
+        if top not in OPTIONAL_MODULES:
+            raise
+        missing = ConfigError(
+            f"{top} is not installed here: pip install 'llm-energy[{OPTIONAL_MODULES[top]}]'"
+        )
+        raise _fail(missing) from None
 
 
 DbOption = Annotated[
@@ -48,30 +76,68 @@ JsonOption = Annotated[bool, typer.Option("--json", help="write only JSON to std
 
 
 def _engine_options(items: list[str] | None) -> dict[str, Any]:
-    """Parse repeated `--option KEY=VALUE` (numbers, lists, objects and booleans as JSON, else text).
+    """Parse repeated `--option KEY=VALUE`: JSON values (numbers, booleans, lists, objects), else text.
+
+    `max_num_seqs=64` gives 64, `enforce=true` True, `name=test` the text "test". NaN and Infinity
+    stay text (the engine's config then rejects them by name).
 
     Raises:
-        ConfigError: an item without `=` or without a key.
+        ConfigError: an item without `=` or a key, a key given twice, or a value that starts like a
+            JSON list, object or string but is not valid JSON.
     """
     import json
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(name)
+
+    def finite(text: str) -> float:
+        if not math.isfinite(number := float(text)):
+            raise ConfigError(f"--option: {text} is not a finite number")
+        return number
 
     opts: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--option must be KEY=VALUE, got {item!r}")
-        opts[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+        if key in opts:
+            raise ConfigError(f"--option {key} given twice")
+        try:
+            opts[key] = json.loads(value, parse_constant=no_constants, parse_float=finite)
+        except ValueError:
+            if value.lstrip()[:1] in ("[", "{", '"'):
+                raise ConfigError(f"--option {key}: {value!r} is not valid JSON") from None
+            opts[key] = value
     return opts
 
 
-def _open_store(db: Path | None) -> Any:
+READING_COMMANDS = frozenset({"compare", "export", "fit", "plot", "report", "tp-compare"})
+"""Commands that only read the results store: they never create one (`_open_store`)."""
+_COMMAND: ContextVar[str | None] = ContextVar("llm_energy_command", default=None)
+"""The command being run (set by the app callback), for `_open_store`'s default."""
+
+
+def _open_store(db: Path | None, *, read_only: bool | None = None) -> Any:
+    """Open the results store at `--db` (default: `default_db_path()`).
+
+    Writers create it. Readers (`read_only`; when None, the commands in `READING_COMMANDS`) never
+    create or change a file: a missing path, an empty file or a database that is not ours raises
+    `NotAStore` (exit 2, one line naming the path).
+    """
     from llm_energy.store import Store, default_db_path
 
-    return Store(db or default_db_path())
+    if read_only is None:
+        read_only = _COMMAND.get() in READING_COMMANDS
+    return Store(db or default_db_path(), read_only=read_only)
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress")] = False) -> None:
+def _main(
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress")] = False,
+) -> None:
+    _COMMAND.set(ctx.invoked_subcommand)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -83,6 +149,7 @@ def main() -> None:
 
 
 # Importing the command modules registers their commands on `app` (they import it from here).
+from llm_energy.cli import calibrate as _calibrate  # noqa: E402, F401
 from llm_energy.cli import compare as _compare  # noqa: E402, F401
 from llm_energy.cli import measure as _measure  # noqa: E402, F401
 from llm_energy.cli import model as _model  # noqa: E402, F401

@@ -7,8 +7,9 @@ import math
 import statistics
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,15 +17,19 @@ from rich.table import Table
 from llm_energy.cli import (
     DbOption,
     JsonOption,
-    _fail,
+    _engine_options,
     _guard,
     _open_store,
     app,
     console,
     err_console,
 )
+from llm_energy.engines import ENGINE_MODES, ENGINES
 from llm_energy.errors import ConfigError
 from llm_energy.records import PHASES, RunResult
+
+if TYPE_CHECKING:
+    from llm_energy.sweep.spec import Point
 
 AllowGpuSettingsOption = Annotated[
     bool,
@@ -35,13 +40,19 @@ AllowGpuSettingsOption = Annotated[
 ]
 
 
+_ENGINE_HELP = "engine: " + " | ".join(ENGINES)
+_MODE_HELP = "engine mode (default: the engine's first); " + "; ".join(
+    f"{name}: {' | '.join(modes)}" for name, modes in ENGINE_MODES.items()
+)
+
+
 @app.command()
 def measure(
     model: Annotated[
         str, typer.Option(help="bundled architecture (see `models`) or local checkpoint dir")
     ] = "tiny",
-    engine: Annotated[str, typer.Option(help="engine: hf | simulated")] = "hf",
-    mode: Annotated[str | None, typer.Option(help="hf: eager | compiled | cudagraphs")] = None,
+    engine: Annotated[str, typer.Option(help=_ENGINE_HELP)] = "hf",
+    mode: Annotated[str | None, typer.Option(help=_MODE_HELP)] = None,
     batch_size: Annotated[int, typer.Option(help="requests per batch")] = 1,
     input_len: Annotated[int, typer.Option(help="input tokens per request")] = 512,
     output_len: Annotated[int, typer.Option(help="output tokens per request (forced)")] = 128,
@@ -56,6 +67,13 @@ def measure(
     idle_s: Annotated[float, typer.Option(help="seconds of idle power measured before loading")] = 2.0,
     no_total: Annotated[bool, typer.Option("--no-total", help="skip the whole-generation window")] = False,
     cpu_tdp_w: Annotated[float | None, typer.Option(help="CPU TDP for the estimate where no RAPL")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="engine option KEY=VALUE (repeatable; JSON values, e.g. max_num_seqs=64), "
+            "checked like a sweep spec's engine entry"
+        ),
+    ] = None,
     decoding: Annotated[str | None, typer.Option(help="hf: greedy | sample | top-p | top-k | beam")] = None,
     temperature: Annotated[float | None, typer.Option(help="sampling temperature")] = None,
     top_p: Annotated[float | None, typer.Option(help="nucleus probability (top-p)")] = None,
@@ -81,27 +99,19 @@ def measure(
 ) -> None:
     """Measure one configuration: prefill, decode and total energy with uncertainty; store it."""
     _guard(_recover_gpu_settings)
-    if repeats < 1:
-        raise _fail(ConfigError(f"--repeats must be >= 1 (got {repeats})"))
-    if (gpu_clock_mhz is not None or power_limit_w is not None) and not allow_gpu_settings:
-        from llm_energy.sweep.spec import SHARED_GPU_NOTE
-
-        raise _fail(
-            ConfigError(
-                "--gpu-clock-mhz / --power-limit-w change the GPU's settings and need --allow-gpu-settings; "
-                f"{SHARED_GPU_NOTE}"
-            )
-        )
-    if (lookahead is not None or spec_agree) and draft_model is None:
-        raise _fail(ConfigError("--lookahead and --spec-agree need --draft-model (speculative decoding)"))
+    named = {
+        "decoding": decoding,
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+        "num_beams": num_beams,
+        "draft_model": draft_model,
+        "lookahead": lookahead,
+        "spec_agree": spec_agree or None,
+    }
     if draft_model is not None and engine == "hf":
         engine = "hf-spec"  # speculative decoding is the hf loop with a draft (engines/hf_speculative.py)
-    speculative = (
-        {"draft_model": draft_model, "lookahead": lookahead, "spec_agree": spec_agree or None}
-        if draft_model is not None
-        else {}
-    )
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {
         "model": model,
         "engine": engine,
         "mode": mode,
@@ -113,77 +123,109 @@ def measure(
         "seed": seed,
         "device": device,
         "tp_size": tp,
-        "options": {
-            k: v
-            for k, v in (
-                ("decoding", decoding),
-                ("temperature", temperature),
-                ("top_p", top_p),
-                ("top_k", top_k),
-                ("num_beams", num_beams),
-                *speculative.items(),
-            )
-            if v is not None
-        },
         **{
             k: v
             for k, v in (("gpu_clock_mhz", gpu_clock_mhz), ("power_limit_w", power_limit_w))
             if v is not None
         },
     }
-
-    def run() -> tuple[list[RunResult], Path]:
-        from llm_energy.api import run_measure
-        from llm_energy.sweep.runner import RunOptions
-        from llm_energy.sweep.spec import make_point
-        from llm_energy.sweep.worker import GroupWorker, measure_one, validate_points_gpu_settings
-
-        point = make_point(**({**fields, "device": "cpu"}))  # validate everything before touching hardware
-        if point.changes_gpu_settings:  # check the values against the GPU, changing nothing
-            target = "cuda" if device == "auto" else device
-            validate_points_gpu_settings([point.model_copy(update={"device": target})], allow=True)
-        with _open_store(db) as store:  # a locked or foreign database fails now, before GPU time
-            status = err_console.status("starting") if not as_json else None
-            say = status.update if status else None
-            try:
-                if status:
-                    status.start()
-                if point.changes_gpu_settings:  # run_measure, with consent to change the settings
-                    options = RunOptions(
-                        target_window_s=window_s,
-                        measure_total=not no_total,
-                        repeats=repeats,
-                        allow_gpu_settings=allow_gpu_settings,
-                    )
-                    worker_point = make_point(**fields)
-                    worker = GroupWorker(
-                        worker_point, options, idle_s=idle_s, cpu_tdp_w=cpu_tdp_w, on_status=say
-                    )
-                    results = measure_one(worker, worker_point)
-                else:
-                    results = run_measure(
-                        fields,
-                        repeats=repeats,
-                        target_window_s=window_s,
-                        idle_s=idle_s,
-                        measure_total=not no_total,
-                        cpu_tdp_w=cpu_tdp_w,
-                        on_status=say,
-                    )
-            finally:
-                if status:
-                    status.stop()
-            for result in results:
-                store.write_run(result)
-        return results, store.path
-
-    results, db_path = _guard(run)
+    runs = _MeasureRun(
+        window_s=window_s,
+        idle_s=idle_s,
+        repeats=repeats,
+        measure_total=not no_total,
+        cpu_tdp_w=cpu_tdp_w,
+        allow_gpu_settings=allow_gpu_settings,
+    )
+    point = _guard(lambda: runs.check(fields, named, option))
+    results, db_path = _guard(lambda: runs.run(point, db, quiet=as_json))
     if as_json:
         sys.stdout.write(json.dumps([run_to_json(r) for r in results], indent=2, default=str) + "\n")
     else:
         render_runs(results, db_path)
     if any(r.status != "ok" for r in results):
         raise typer.Exit(1)
+
+
+@dataclass(frozen=True)
+class _MeasureRun:
+    """How `measure` measures its point; `check` refuses bad input before any hardware is touched."""
+
+    window_s: float
+    idle_s: float
+    repeats: int
+    measure_total: bool
+    cpu_tdp_w: float | None
+    allow_gpu_settings: bool
+
+    def check(self, fields: dict[str, Any], named: dict[str, Any], option: list[str] | None) -> Point:
+        """Validate every input and return the point (ConfigError, exit 2, on the first bad one)."""
+        from llm_energy.engines import check_installed
+        from llm_energy.meters.tdp import tdp_setting_w
+        from llm_energy.sweep.spec import SHARED_GPU_NOTE, check_seconds, make_point
+
+        if self.repeats < 1:
+            raise ConfigError(f"--repeats must be >= 1 (got {self.repeats})")
+        check_seconds("--window-s", self.window_s)
+        check_seconds("--idle-s", self.idle_s, allow_zero=True)
+        tdp_setting_w(self.cpu_tdp_w)  # also checks LLM_ENERGY_CPU_TDP_W
+        if ("gpu_clock_mhz" in fields or "power_limit_w" in fields) and not self.allow_gpu_settings:
+            raise ConfigError(
+                "--gpu-clock-mhz / --power-limit-w change the GPU's settings and need --allow-gpu-settings; "
+                f"{SHARED_GPU_NOTE}"
+            )
+        if (named["lookahead"] is not None or named["spec_agree"]) and named["draft_model"] is None:
+            raise ConfigError("--lookahead and --spec-agree need --draft-model (speculative decoding)")
+        options = _engine_options(option)
+        for key, value in named.items():
+            if value is None:
+                continue
+            if key in options:
+                raise ConfigError(
+                    f"--option {key}=... and --{key.replace('_', '-')} both set {key}: give one"
+                )
+            options[key] = value
+        point = make_point(**fields, options=options)  # names, lengths, options: all before any hardware
+        check_installed(point.engine)
+        if point.engine != "simulated":
+            from llm_energy.api import resolve_device
+
+            resolve_device(point.device)  # a CUDA device torch does not see is refused here
+        return point
+
+    def run(self, point: Point, db: Path | None, *, quiet: bool) -> tuple[list[RunResult], Path]:
+        """Measure `point` (its GPU settings checked first) and store every run."""
+        from llm_energy.sweep.runner import RunOptions
+        from llm_energy.sweep.worker import GroupWorker, measure_one, validate_points_gpu_settings
+
+        if point.changes_gpu_settings:  # check the values against the GPU, changing nothing
+            target = "cuda" if point.device == "auto" else point.device
+            validate_points_gpu_settings([point.model_copy(update={"device": target})], allow=True)
+        options = RunOptions(
+            target_window_s=self.window_s,
+            measure_total=self.measure_total,
+            repeats=self.repeats,
+            allow_gpu_settings=self.allow_gpu_settings,
+        )
+        with _open_store(db) as store:  # a locked or foreign database fails now, before GPU time
+            status = None if quiet else err_console.status("starting")
+            worker = GroupWorker(
+                point,
+                options,
+                idle_s=self.idle_s,
+                cpu_tdp_w=self.cpu_tdp_w,
+                on_status=status.update if status else None,
+            )
+            try:
+                if status:
+                    status.start()
+                results = measure_one(worker, point)
+            finally:
+                if status:
+                    status.stop()
+            for result in results:
+                store.write_run(result)
+        return results, store.path
 
 
 def _recover_gpu_settings() -> None:

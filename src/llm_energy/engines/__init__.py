@@ -7,6 +7,7 @@ package or listing the registry stays light.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 from llm_energy.engines.base import Batch, Engine
@@ -29,6 +30,40 @@ ENGINE_MODES: dict[str, tuple[str, ...]] = {
     "vllm": ("cudagraphs", "eager"),
 }
 """Valid modes per engine (the first is the default)."""
+
+ENGINE_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "hf": ("hf", ("torch", "transformers")),
+    "hf-paged": ("hf", ("torch", "transformers")),
+    "hf-spec": ("hf", ("torch", "transformers")),
+    "simulated": ("", ()),
+    "vllm": ("vllm", ("vllm",)),
+}
+"""Per engine: the llm-energy extra that installs it and the modules it imports when it runs."""
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or blocked install is as good as none
+        return False
+
+
+def check_installed(name: str) -> None:
+    """Check that engine `name`'s optional dependencies are installed (nothing heavy is imported).
+
+    Raises:
+        ConfigError: unknown engine, or a module it needs is missing; the message names the extra to
+            install (`pip install 'llm-energy[hf]'`).
+    """
+    if name not in ENGINE_EXTRAS:
+        raise ConfigError(f"unknown engine {name!r}; valid engines: {', '.join(sorted(ENGINES))}")
+    extra, modules = ENGINE_EXTRAS[name]
+    missing = [m for m in modules if not _importable(m)]
+    if missing:
+        raise ConfigError(
+            f"engine {name!r} needs {' and '.join(missing)}, not installed here: "
+            f"pip install 'llm-energy[{extra}]'"
+        )
 
 
 def engine_class(name: str) -> Any:
@@ -82,4 +117,14 @@ def check_mode(engine: str, mode: str | None) -> str:
     return mode
 
 
-__all__ = ["ENGINES", "ENGINE_MODES", "Batch", "Engine", "build_engine", "check_mode", "engine_class"]
+__all__ = [
+    "ENGINES",
+    "ENGINE_EXTRAS",
+    "ENGINE_MODES",
+    "Batch",
+    "Engine",
+    "build_engine",
+    "check_installed",
+    "check_mode",
+    "engine_class",
+]

@@ -91,8 +91,9 @@ class Engine(Protocol):
 def oom_as_error() -> Iterator[None]:
     """Map out-of-memory to `OutOfMemory`, so the runner stores status `oom` and a sweep goes on.
 
-    Catches torch's CUDA out-of-memory error and Python's `MemoryError` (which transformers raises when
-    a paged cache exceeds free memory). torch is imported only here, when an engine runs.
+    Catches torch's CUDA out-of-memory error, Python's `MemoryError` (which transformers raises when
+    a paged cache exceeds free memory) and the CPU allocator's failure (a `RuntimeError` saying it
+    "can't allocate memory"). torch is imported only here, when an engine runs.
     """
     import torch
 
@@ -100,6 +101,10 @@ def oom_as_error() -> Iterator[None]:
         yield
     except (torch.OutOfMemoryError, MemoryError) as exc:
         raise OutOfMemory(str(exc).splitlines()[0]) from exc
+    except RuntimeError as exc:
+        if "can't allocate memory" not in str(exc):
+            raise
+        raise OutOfMemory(str(exc).strip().splitlines()[0]) from exc
 
 
 def transformers_facts(name: str, config: Any) -> dict[str, Any]:

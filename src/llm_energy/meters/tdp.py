@@ -8,17 +8,40 @@ Utilisation is the busy fraction of all cores from /proc/stat between two readin
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from llm_energy.errors import ConfigError
 from llm_energy.records import Source
 
 DEFAULT_TDP_W = 85.0
 RELATIVE_UNCERTAINTY = 0.5
 """TDP x utilisation is crude: we state +/-50% of the estimate (at least 1 J)."""
+
+
+def tdp_setting_w(tdp_w: float | None = None) -> float:
+    """Return the TDP to estimate with: `tdp_w`, else `LLM_ENERGY_CPU_TDP_W`, else `DEFAULT_TDP_W`.
+
+    Raises:
+        ConfigError: the value (or the variable) is not a finite number of watts > 0.
+    """
+    what, value = "--cpu-tdp-w", tdp_w
+    if value is None:
+        env_tdp = os.environ.get("LLM_ENERGY_CPU_TDP_W")
+        if not env_tdp:
+            return DEFAULT_TDP_W
+        what = "LLM_ENERGY_CPU_TDP_W"
+        try:
+            value = float(env_tdp)
+        except ValueError:
+            raise ConfigError(f"{what} must be a number of watts > 0, got {env_tdp!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{what} must be a finite number of watts > 0, got {value!r}")
+    return value
 
 
 def read_proc_stat(path: Path = Path("/proc/stat")) -> tuple[int, int]:
@@ -37,6 +60,9 @@ class TdpCpu:
         tdp_w: Thermal design power in watts of all sockets together.
         clock: Monotonic clock in seconds.
         stat_reader: Returns (busy, total) CPU time counters; injectable for tests.
+
+    Raises:
+        ConfigError: a TDP (given or from `LLM_ENERGY_CPU_TDP_W`) that is not a number of watts > 0.
     """
 
     source: Source = "estimated"
@@ -48,8 +74,7 @@ class TdpCpu:
         clock: Callable[[], float] = time.monotonic,
         stat_reader: Callable[[], tuple[int, int]] = read_proc_stat,
     ) -> None:
-        env_tdp = os.environ.get("LLM_ENERGY_CPU_TDP_W")
-        self.tdp_w = tdp_w if tdp_w is not None else float(env_tdp) if env_tdp else DEFAULT_TDP_W
+        self.tdp_w = tdp_setting_w(tdp_w)
         self.clock = clock
         self.stat_reader = stat_reader
         self._lock = threading.Lock()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +25,7 @@ from pydantic import (
     model_serializer,
 )
 
-from llm_energy.architectures import Architecture, check_lengths, load_architecture
+from llm_energy.architectures import SUPPORTED_DTYPES, Architecture, check_lengths, load_architecture
 from llm_energy.engines import check_mode
 from llm_energy.errors import ConfigError
 
@@ -36,6 +38,54 @@ SHARED_GPU_NOTE = (
     "the GPUs we test on are shared and must stay as they are, so only allow it on a GPU you may "
     "reconfigure (the settings are restored after each point)"
 )
+
+
+DEVICES = "auto, cpu, cuda or cuda:N"
+"""The devices a point may name; `auto` is a CUDA GPU where torch sees one, else the CPU."""
+
+MAX_BATCH_TOKENS = 2**31 - 1
+"""Most tokens (batch x (input + output)) one batch may hold: more than any engine's tensors index."""
+
+MAX_WINDOW_S = 3600.0
+"""Longest window or idle measurement accepted (s): an hour per phase is a typo, not a plan."""
+
+POINT_FIELDS_NOT_OPTIONS = ("mode", "device", "dtype", "init", "seed")
+"""Point fields an engine's options must not set (the point's own field sets them)."""
+
+
+def check_device(device: str) -> str:
+    """Return `device` if it names a device a point can run on.
+
+    Raises:
+        ValueError: anything but auto, cpu, cuda or cuda:N (pydantic turns it into a named error).
+    """
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", device):
+        raise ValueError(f"device must be {DEVICES}, got {device!r}")
+    return device
+
+
+def check_dtype(dtype: str) -> str:
+    """Return `dtype` if the engines can run it.
+
+    Raises:
+        ValueError: an unknown dtype (the message lists the supported ones).
+    """
+    if dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(SUPPORTED_DTYPES)}, got {dtype!r}")
+    return dtype
+
+
+def check_seconds(name: str, value: float, *, allow_zero: bool = False) -> float:
+    """Return `value` if it is a usable duration in seconds (finite, > 0 or >= 0, at most an hour).
+
+    Raises:
+        ConfigError: NaN, infinite, negative (or zero unless `allow_zero`) or over `MAX_WINDOW_S`.
+    """
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not (math.isfinite(value) and low_ok and value <= MAX_WINDOW_S):
+        low = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be a number of seconds {low} and <= {MAX_WINDOW_S:g}, got {value!r}")
+    return value
 
 
 class Point(BaseModel):
@@ -51,8 +101,10 @@ class Point(BaseModel):
     output_len: int = Field(128, description="output tokens per request (forced)")
     dtype: str = Field("bfloat16", description="bfloat16 | float16 | float32")
     init: Init | None = Field(None, description="random weight init; None = the engine's default")
-    seed: int = Field(0, description="seed for weights and inputs")
-    device: str = Field("cuda", description="cuda, cuda:N or cpu")
+    seed: int = Field(0, ge=0, lt=2**63, description="seed for weights and inputs")
+    device: str = Field(
+        "auto", description="auto (a CUDA GPU if torch sees one, else the CPU), cuda, cuda:N, cpu"
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
     gpu_clock_mhz: int | None = Field(
         None, gt=0, description="lock the SM clock to this (needs --allow-gpu-settings); None: as it is"
@@ -61,6 +113,16 @@ class Point(BaseModel):
         None, gt=0, description="set the GPU power limit (needs --allow-gpu-settings); None: as it is"
     )
     tp_size: int = Field(1, ge=1, description="tensor-parallel size: GPUs (ranks) of one model copy")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return check_device(value)
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        return check_dtype(value)
 
     @model_serializer(mode="wrap")
     def _drop_unset_gpu_settings(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -80,8 +142,15 @@ class Point(BaseModel):
         return self.gpu_clock_mhz is not None or self.power_limit_w is not None
 
     def point_id(self) -> str:
-        """Return a stable id: sha256 of the canonical JSON of this point (unset GPU settings left out)."""
-        blob = json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"), default=str)
+        """Return a stable id: sha256 of the canonical JSON of this point (unset GPU settings left out).
+
+        `auto` hashes as `cuda`, the default before `auto` was: it is the GPU wherever there is one, and
+        stored sweeps resume (the environment id tells a CPU-only host's runs apart).
+        """
+        data = self.model_dump()
+        if data["device"] == "auto":
+            data["device"] = "cuda"
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def group_key(self) -> tuple[str, str, str | None, str, str, str | None, int, str, int]:
@@ -102,7 +171,7 @@ class Point(BaseModel):
 
 def _first_error(exc: ValidationError) -> tuple[tuple[Any, ...], str]:
     first = exc.errors()[0]
-    return tuple(first["loc"]), str(first["msg"])
+    return tuple(first["loc"]), str(first["msg"]).removeprefix("Value error, ")
 
 
 def make_point(**fields: Any) -> Point:
@@ -121,6 +190,12 @@ def make_point(**fields: Any) -> Point:
     for name in ("batch_size", "input_len", "output_len"):
         if getattr(point, name) <= 0:
             raise ConfigError(f"{name} must be > 0 (got {getattr(point, name)})")
+    tokens = point.batch_size * (point.input_len + point.output_len)
+    if tokens > MAX_BATCH_TOKENS:
+        raise ConfigError(
+            f"batch_size {point.batch_size} x (input_len {point.input_len} + output_len {point.output_len}) "
+            f"= {tokens:.3g} tokens in one batch; at most {MAX_BATCH_TOKENS:,} (2**31 - 1)"
+        )
     arch: Architecture | None = None
     if point.engine != "simulated":
         arch = load_architecture(point.model)
@@ -142,6 +217,12 @@ def _check_engine_options(engine: str, mode: str, options: dict[str, Any]) -> No
     """
     from llm_energy.engines import engine_class
 
+    for key in options:
+        if key in POINT_FIELDS_NOT_OPTIONS:
+            raise ConfigError(
+                f"engine {engine!r}: option {key!r} is the point's own field; set it as {key} "
+                f"(sweep spec) or --{key} (measure), not as an engine option"
+            )
     try:
         engine_class(engine).Config(mode=mode, **options)
     except ValidationError as exc:
@@ -168,7 +249,11 @@ class SweepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(description="name of the sweep (stored with every run)")
+    name: str = Field(
+        "sweep",
+        min_length=1,
+        description="name of the sweep, stored with every run (default: the file's name)",
+    )
     models: list[str] = Field(min_length=1, description="architectures or checkpoint dirs")
     engines: list[EngineSpec] = Field(min_length=1, description="engine entries")
     batch_sizes: list[int] = Field(min_length=1)
@@ -177,10 +262,20 @@ class SweepSpec(BaseModel):
     repeats: int = Field(1, ge=1, description="independent measurements per point")
     seed: int = 0
     dtype: str = "bfloat16"
-    device: str = "cuda"
+    device: str = Field(
+        "auto", description="auto (a CUDA GPU if torch sees one, else the CPU), cuda, cuda:N, cpu"
+    )
     init: Init | None = None
-    window_s: float = Field(2.0, gt=0, description="each phase window lasts at least this long")
-    idle_s: float = Field(2.0, ge=0, description="idle power measured per loaded group")
+    window_s: float = Field(
+        2.0,
+        gt=0,
+        le=MAX_WINDOW_S,
+        allow_inf_nan=False,
+        description="each phase window lasts at least this long",
+    )
+    idle_s: float = Field(
+        2.0, ge=0, le=MAX_WINDOW_S, allow_inf_nan=False, description="idle power measured per loaded group"
+    )
     time_limit_s: float | None = Field(
         None, gt=0, description="per point; local: no further repeats once exceeded; ray: the point is killed"
     )
@@ -196,6 +291,16 @@ class SweepSpec(BaseModel):
     tp_sizes: list[int] = Field(
         [1], min_length=1, description="tensor-parallel sizes (GPUs per model copy), one group each"
     )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return check_device(value)
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        return check_dtype(value)
 
     @field_validator("batch_sizes", "input_lens", "output_lens", "tp_sizes")
     @classmethod
@@ -308,8 +413,8 @@ def _yaml_line(text: str, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
-    """Parse and validate sweep YAML (safe_load only).
+def parse_spec(text: str, source: str = "<spec>", default_name: str = "sweep") -> SweepSpec:
+    """Parse and validate sweep YAML (safe_load only); without `name:` the sweep is `default_name`.
 
     Raises:
         ConfigError: malformed YAML, an unknown key, a wrong type or an empty axis: the message names
@@ -321,6 +426,7 @@ def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a sweep spec must be a mapping of keys (name, models, engines, ...)")
+    data.setdefault("name", default_name)
     try:
         spec = SweepSpec(**data)
     except ValidationError as exc:
@@ -370,4 +476,4 @@ def load_spec(path: str | Path) -> SweepSpec:
         text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read sweep spec {path}: {exc}") from exc
-    return parse_spec(text, str(path))
+    return parse_spec(text, str(path), default_name=Path(path).stem or "sweep")

@@ -231,9 +231,10 @@ class GroupWorker:
         else:
             from llm_energy.api import resolve_device
             from llm_energy.architectures import load_architecture
-            from llm_energy.engines import build_engine
+            from llm_energy.engines import build_engine, check_installed
 
             p = self.first
+            check_installed(p.engine)  # a missing extra is named before anything is measured
             device = resolve_device(p.device)
             self.effective = {"device": device, "dtype": p.dtype if device != "cpu" else "float32"}
             if device.startswith("cuda"):

@@ -159,4 +159,4 @@ def test_an_empty_or_missing_store_exits_2(tmp_path, sim_profile):
     res = _cli("--db", str(tmp_path / "empty.db"), "--profile", str(prof))
     assert res.exit_code == 2 and "no serving run" in res.output
     missing = _cli("--db", str(tmp_path / "nothing.db"), "--profile", str(prof))
-    assert missing.exit_code == 2 and "no results store" in missing.output
+    assert missing.exit_code == 2 and "nothing.db: no such file" in missing.output

@@ -73,10 +73,8 @@ def compare(
             raise ConfigError(f"--batching must be continuous or static, got {batching!r}")
         if method not in ("binned", "parametric"):
             raise ConfigError(f"--method must be binned or parametric, got {method!r}")
-        if not db.exists():
-            raise ConfigError(f"no results store at {str(db)!r}")
         opts = _engine_options(option)
-        with Store(db) as store:
+        with Store(db, read_only=True) as store:  # a missing or foreign --db: NotAStore, exit 2
             rs = load_request_set(store, run_id)
         batch = batch_size or max(rs.max_concurrency, 1)
         if profile is not None:

@@ -96,20 +96,29 @@ def largest_feasible_batch(arch: Any, lin: np.ndarray, lout: np.ndarray, free_by
     return 1
 
 
-def hf_time_s(lin: np.ndarray, lout: np.ndarray, batch: int) -> float:
+SLOW_S_PER_ROW_TOKEN = 0.23e-6
+"""Decode-step time per row × context token of HF eager, slow bound: the H100's (calibration, host B: 0.15–0.21 µs
+from batch 64 at input 128/512 vs 2048), the H200's faster memory not counted."""
+LIKELY_S_PER_ROW_TOKEN = 0.16e-6
+"""The same scaled by the H200's memory bandwidth (4.8 vs 3.35 TB/s): what `--deadline-s` decisions use."""
+
+
+def hf_time_s(
+    lin: np.ndarray, lout: np.ndarray, batch: int, s_per_row_token: float = SLOW_S_PER_ROW_TOKEN
+) -> float:
     """Modelled seconds of an HF eager validation run on the H200, the warm-up generation included.
 
     Per padded batch: prefill at 36k tokens/s (H200 framework run: 35.8k at input 512), slowed by
     (1 + L/16k) for attention at long prompts; decode steps of 21 ms (H200: 19.8–23.4 ms at batch 1–128,
-    context ~550) plus 0.23 µs per row × context token (H100 HF eager calibration: 0.15–0.21 µs, from
-    batch 64 at input 128/512 vs 2048; the H200's faster memory is not counted). `run_validation` first runs
-    the first padded batch once unmeasured (warm-up): counted too. Deliberately on the slow side.
+    context ~550) plus `s_per_row_token` per row × context token (the dynamic cache copies and attention
+    reads the whole KV cache every step). `run_validation` first runs the first padded batch once unmeasured
+    (warm-up): counted too.
     """
     from llm_energy.modeling.padded import padded_shapes
 
     rows, pin, pout = padded_shapes(lin, lout, batch)
     per = rows * pin / (36_000.0 / (1 + pin / 16_000.0))
-    per = per + np.maximum(pout - 1, 0) * (0.021 + 0.23e-6 * rows * (pin + pout / 2))
+    per = per + np.maximum(pout - 1, 0) * (0.021 + s_per_row_token * rows * (pin + pout / 2))
     return float(per.sum() + per[0])
 
 
@@ -173,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
             oom: list[int] = []
             while True:
                 if static:
-                    need_s = hf_time_s(lin, lout, batch)
+                    need_s = hf_time_s(lin, lout, batch, LIKELY_S_PER_ROW_TOKEN)
                     left_s = args.deadline_s - (time.monotonic() - t_start) if args.deadline_s else None
                     log.info(
                         "%s: batch %d (%d padded batches), modelled %.0f s%s",
@@ -321,22 +330,26 @@ def plan(args: argparse.Namespace) -> int:
     arch = load_architecture(args.model)
     samples = draw_samples(args.traces, args.sample, args.seed, args.max_input_tokens, args.max_output_tokens)
     free = args.memory_fraction * args.free_gib * 2**30
-    total = 0.0
+    total = total_likely = 0.0
     for name, (s, eligible) in samples.items():
         lin, lout = s.input_tokens, s.output_tokens
         b = largest_feasible_batch(arch, lin, lout, free)
         rows, pin, pout = padded_shapes(lin, lout, b)
         peak = hf_peak_bytes(arch, rows, pin, pout).max() / 2**30
         t = hf_time_s(lin, lout, b)
+        likely = hf_time_s(lin, lout, b, LIKELY_S_PER_ROW_TOKEN)
         total += t
+        total_likely += likely
         useful = float((lin + lout).sum())
         padded = float((rows * (pin + pout)).sum())
         print(
             f"{name}: {len(lin)} of {eligible} eligible; input max {lin.max()} mean {lin.mean():.0f}, output max "
             f"{lout.max()} mean {lout.mean():.0f}; HF eager batch {b} ({len(rows)} padded batches, peak "
-            f"{peak:.1f} GiB of {free / 2**30:.1f}), modelled {t:.0f} s; padded tokens / real tokens {padded / useful:.2f}"
+            f"{peak:.1f} GiB of {free / 2**30:.1f}), modelled {likely:.0f}–{t:.0f} s; padded tokens / real tokens {padded / useful:.2f}"
         )
-    print(f"HF eager, both traces: modelled {total:.0f} s (plus ~25 s to import and load, 3 s idle)")
+    print(
+        f"HF eager, both traces: modelled {total_likely:.0f}–{total:.0f} s (plus ~25 s to import and load, 3 s idle)"
+    )
     return 0
 
 

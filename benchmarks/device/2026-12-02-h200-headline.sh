@@ -10,8 +10,8 @@
 # Run from the repo root with the wheels (.whl) and the vLLM bundle (.vbundle) carried:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
 #     && source .vbundle/install.sh && bash benchmarks/device/2026-12-02-h200-headline.sh
-# Expected: ~150 s vLLM (import + load with graphs ~110-130 s, two runs ~25 s), ~300 s HF eager (load ~25 s,
-# modelled 265-330 s for both traces with their warm-up batches: `headline_gpu.py plan`); 460-500 s in all.
+# Expected: ~150 s vLLM (import + load with graphs ~110-130 s, two runs ~25 s), 300-360 s HF eager (load ~25 s,
+# modelled 273-330 s for both traces with their warm-up batches: `headline_gpu.py plan`); 455-515 s in all.
 # The HF run skips a trace whose modelled time no longer fits (--deadline-s) rather than being killed in it.
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"

@@ -31,6 +31,20 @@ err_console = Console(stderr=True)
 T = TypeVar("T")
 
 
+def esc(value: object) -> str:
+    """Return `value` as text rich prints as typed (escaped markup).
+
+    User input (a model, trace or file name) may hold `[...]`, which rich would otherwise read as
+    markup: `[/x]` crashes it, `[bold]x[/bold]` is rendered.
+    """
+    return escape(str(value))
+
+
+def say(message: str) -> None:
+    """Print a library progress message to stderr as plain text (an `on_status` callback)."""
+    err_console.print(message, markup=False, highlight=False)
+
+
 def _fail(exc: LlmEnergyError) -> typer.Exit:
     """Print `exc` as one line (escaped: user input may hold rich markup) and return the exit to raise."""
     err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

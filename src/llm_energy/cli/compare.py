@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from llm_energy.cli import JsonOption, _engine_options, _guard, app, console, err_console
+from llm_energy.cli import JsonOption, _engine_options, _guard, app, console, esc, say
 from llm_energy.errors import ConfigError
 
 
@@ -105,7 +105,7 @@ def compare(
             options=opts,
             idle_s=idle_s,
             seed=seed,
-            on_status=err_console.print,
+            on_status=say,
         )
         if out is not None:
             offline_run.save(out)
@@ -131,11 +131,12 @@ def _render(c: Any) -> None:
     on, off = c.online, c.offline
     table = Table(
         "",
-        on.label,
-        off.label,
+        esc(on.label),
+        esc(off.label),
         "online / offline",
-        title=f"serving run {c.run_id[:12]} ({c.server or 'server'}, {c.model or '?'}): "
-        f"{on.requests} requests",
+        title=esc(
+            f"serving run {c.run_id[:12]} ({c.server or 'server'}, {c.model or '?'}): {on.requests} requests"
+        ),
     )
     ratio = f"{c.ratio:.3f}"
     if math.isfinite(c.ratio_low):
@@ -162,13 +163,14 @@ def _render(c: Any) -> None:
     )
     table.add_row("batch", f"peak {c.max_concurrency} in flight", f"{c.batch_size}", "")
     console.print(table)
-    console.print(f"online window: {on.window}", highlight=False)
-    console.print(f"offline window: {off.window}", highlight=False)
+    console.print(f"online window: {on.window}", highlight=False, markup=False)
+    console.print(f"offline window: {off.window}", highlight=False, markup=False)
     for w in c.online_windows:
         console.print(
             f"online {w['name']} window ({_num(w['duration_s'], '.1f')} s, {w['note']}): "
             f"{_num(w['j_per_request'], '.3f')} J/request, {_num(w['j_per_output_token'], '.4f')} J/token",
             highlight=False,
+            markup=False,
         )
     for note in c.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, markup=False)

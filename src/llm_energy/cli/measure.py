@@ -23,6 +23,7 @@ from llm_energy.cli import (
     app,
     console,
     err_console,
+    esc,
 )
 from llm_energy.engines import ENGINE_MODES, ENGINES
 from llm_energy.errors import ConfigError
@@ -214,7 +215,7 @@ class _MeasureRun:
                 options,
                 idle_s=self.idle_s,
                 cpu_tdp_w=self.cpu_tdp_w,
-                on_status=status.update if status else None,
+                on_status=(lambda msg: status.update(esc(msg))) if status else None,
             )
             try:
                 if status:
@@ -293,7 +294,7 @@ def render_runs(results: Sequence[RunResult], db_path: Path) -> None:
     """Print a rich table of the (repeated) measurement, mean over repeats."""
     ok = [r for r in results if r.status == "ok"]
     for bad in (r for r in results if r.status != "ok"):
-        err_console.print(f"[bold red]{bad.status}:[/] {bad.error}")
+        err_console.print(f"[bold red]{esc(bad.status)}:[/] {esc(bad.error)}")
     if not ok:
         return
     first = ok[0]
@@ -303,7 +304,7 @@ def render_runs(results: Sequence[RunResult], db_path: Path) -> None:
         f"{cfg['model']} · {cfg['engine']} {cfg.get('mode')} · batch {cfg['batch_size']} · "
         f"in {cfg['input_len']} / out {cfg['output_len']} · {device} · {len(ok)} run(s)"
     )
-    table = Table(title=title)
+    table = Table(title=esc(title))
     for col in (
         "phase",
         "time/rep",
@@ -340,7 +341,7 @@ def render_runs(results: Sequence[RunResult], db_path: Path) -> None:
     console.print(table)
     console.print(
         f"compile/warm-up {first.compile_s:.1f} s (excluded) · load {first.load_s:.1f} s · "
-        f"stored in {db_path} as {', '.join(r.run_id[:8] for r in ok)}"
+        f"stored in {esc(db_path)} as {', '.join(r.run_id[:8] for r in ok)}"
     )
     if estimated:
         console.print(
@@ -349,7 +350,7 @@ def render_runs(results: Sequence[RunResult], db_path: Path) -> None:
         )
     flags = sorted({f for r in ok for p in r.phases.values() for f in p.measurement.flags})
     if flags:
-        console.print(f"flags: {', '.join(flags)}")
+        console.print(f"flags: {esc(', '.join(flags))}")
 
 
 @app.command()
@@ -378,7 +379,7 @@ def sweep(
     points = _guard(spec.points)
     if dry_run:
         settings = spec.changes_gpu_settings
-        table = Table(title=f"sweep {spec.name}: {len(points)} points × {spec.repeats} repeats")
+        table = Table(title=esc(f"sweep {spec.name}: {len(points)} points × {spec.repeats} repeats"))
         for col in ("model", "engine", "mode", "batch", "input", "output"):
             table.add_column(col)
         if settings:
@@ -388,9 +389,9 @@ def sweep(
         for p in points:
             gpu_cols = [str(p.gpu_clock_mhz or "-"), f"{p.power_limit_w:g}" if p.power_limit_w else "-"]
             table.add_row(
-                p.model,
+                esc(p.model),
                 p.engine,
-                str(p.mode),
+                esc(p.mode),
                 str(p.batch_size),
                 str(p.input_len),
                 str(p.output_len),
@@ -427,14 +428,14 @@ def sweep(
                 console=err_console,
             ) as progress,
         ):
-            task = progress.add_task(spec.name, total=len(points), last="")
+            task = progress.add_task(esc(spec.name), total=len(points), last="")
 
             def on_point(s: Any) -> None:
                 last = ""
                 if s.last is not None and s.last.status == "ok" and "total" in s.last.phases:
                     last = f"last {s.last.phases['total'].energy_per_token_j:.4g} J/token"
                 elif s.last is not None:
-                    last = f"last: {s.last.status}"
+                    last = f"last: {esc(s.last.status)}"
                 progress.update(task, completed=s.skipped + s.measured + s.infeasible, last=last)
 
             return run_sweep(
@@ -451,10 +452,10 @@ def sweep(
     console.print(
         f"{summary.total} points: {summary.measured} measured ({summary.ok} ok runs, {summary.oom} oom, "
         f"{summary.error} error), {summary.skipped} already stored, {summary.infeasible} infeasible "
-        f"(not tried) → {path}"
+        f"(not tried) → {esc(path)}"
     )
     for line in summary.failures[:20]:
-        err_console.print(f"[yellow]{line}[/]")
+        err_console.print(f"[yellow]{esc(line)}[/]")
     if summary.error:
         raise typer.Exit(1)
 
@@ -487,14 +488,14 @@ def env(as_json: JsonOption = False) -> None:
         "sm_clock_mhz",
         "mem_clock_mhz",
     ):
-        table.add_row(key, str(info.get(key)))
+        table.add_row(key, esc(info.get(key)))
     for gpu in info["gpus"]:
         table.add_row("gpu update period", f"{gpu.get('update_period_s', 0) * 1e3:.0f} ms")
-    table.add_row("cpu meters", "; ".join(info["cpu_meters"]))
-    table.add_row("versions", ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v))
+    table.add_row("cpu meters", esc("; ".join(info["cpu_meters"])))
+    table.add_row("versions", esc(", ".join(f"{k} {v}" for k, v in info["versions"].items() if v)))
     console.print(table)
     for note in info["notes"]:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {esc(note)}")
 
 
 @app.command()
@@ -524,8 +525,8 @@ def models(as_json: JsonOption = False) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r["name"],
-            r["model_type"],
+            esc(r["name"]),
+            esc(r["model_type"]),
             f"{r['params'] / 1e9:.3f} B",
             str(r["layers"]),
             str(r["hidden"]),
@@ -549,4 +550,4 @@ def export(
             return int(export_runs(store, out, status=status))
 
     n = _guard(run)
-    console.print(f"wrote {n} runs to {out}")
+    console.print(f"wrote {n} runs to {esc(out)}")

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from llm_energy.cli import DbOption, JsonOption, _guard, _open_store, app, console
+from llm_energy.cli import DbOption, JsonOption, _guard, _open_store, app, console, esc
 
 
 @app.command("tp-compare")
@@ -54,7 +54,7 @@ def tp_compare(
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
         return
-    table = Table(title=f"{model}: {gpus // replica_tp} replicas of TP{replica_tp} vs TP{gpus}")
+    table = Table(title=esc(f"{model}: {gpus // replica_tp} replicas of TP{replica_tp} vs TP{gpus}"))
     for col in (
         "total batch",
         "replicas J",
@@ -67,7 +67,7 @@ def tp_compare(
         table.add_column(col, justify="right")
     for r in rows:
         if "missing" in r:
-            table.add_row(str(r["total_batch"]), f"[yellow]{r['missing']}[/]", *[""] * 5)
+            table.add_row(str(r["total_batch"]), f"[yellow]{esc(r['missing'])}[/]", *[""] * 5)
             continue
         table.add_row(
             str(r["total_batch"]),

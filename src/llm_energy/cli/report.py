@@ -12,6 +12,7 @@ from llm_energy.cli import (
     _open_store,
     app,
     console,
+    esc,
 )
 from llm_energy.errors import ConfigError
 
@@ -113,7 +114,7 @@ def report(
         return write_report(out, html_text)
 
     path = _guard(run)
-    console.print(f"wrote {path}")
+    console.print(f"wrote {esc(path)}")
 
 
 @app.command()
@@ -150,4 +151,4 @@ def plot(
         save_figure(makers[kind](frame), out)
 
     _guard(run)
-    console.print(f"wrote {out}")
+    console.print(f"wrote {esc(out)}")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from llm_energy.cli import JsonOption, _engine_options, _guard, app, console, err_console
+from llm_energy.cli import JsonOption, _engine_options, _guard, app, console, esc, say
 from llm_energy.errors import ConfigError
 
 
@@ -67,7 +67,7 @@ def validate(
                 batching=batching,
                 options=opts,
                 idle_s=idle_s,
-                on_status=err_console.print,
+                on_status=say,
             )
             if out is not None:
                 result.save(out)
@@ -84,13 +84,14 @@ def validate(
         f"{result.trace}: {result.requests} requests (of {result.eligible_requests} eligible) · "
         f"{result.engine} {result.mode} · batch {result.batch_size} ({result.batching}) · "
         f"measured {result.energy_j:,.0f} ± {result.uncertainty_j:,.0f} J in {result.duration_s:.1f} s "
-        f"({result.j_per_request:.1f} J/request)"
+        f"({result.j_per_request:.1f} J/request)",
+        markup=False,
     )
     if errors:
         table = Table("model", "estimate J", "± J", "estimate / measured", "error")
         for e in errors:
             table.add_row(
-                e.method,
+                esc(e.method),
                 f"{e.estimate_j:,.0f}",
                 f"{e.uncertainty_j:,.0f}",
                 f"{e.ratio:.3f}",

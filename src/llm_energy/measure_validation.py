@@ -40,17 +40,21 @@ def measure_run(
     with the same ones get the same requests.
 
     Raises:
-        ConfigError: bad sample, lengths, model, engine, mode or option (before anything loads).
+        ConfigError: bad sample, lengths (a sampled request beyond the model's context names its trace
+            row), model, engine, mode or option (before anything loads).
     """
+    from llm_energy.architectures import load_architecture
     from llm_energy.validate import sample_requests
     from llm_energy.workloads import load_trace
 
+    context = None if engine == "simulated" else load_architecture(model).max_context_tokens
     tr, eligible = sample_requests(
         load_trace(trace),
         sample,
         seed=seed,
         max_input_tokens=max_input_tokens,
         max_output_tokens=max_output_tokens,
+        context_tokens=context,
     )
     return run_on_engine(
         tr,

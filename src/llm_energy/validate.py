@@ -161,14 +161,24 @@ def sample_requests(
     seed: int = 0,
     max_input_tokens: int | None = None,
     max_output_tokens: int | None = None,
+    context_tokens: int | None = None,
 ) -> tuple[Trace, int]:
     """Draw `n` requests (kept in trace order) among those within the length limits.
+
+    Args:
+        trace: The trace to draw from.
+        n: Requests to draw.
+        seed: Seed of the draw.
+        max_input_tokens: Only requests with at most this many input tokens are eligible.
+        max_output_tokens: Only requests with at most this many output tokens are eligible.
+        context_tokens: The model's context: a drawn request longer than it (input + output) is an
+            error naming its trace row, never silently dropped.
 
     Returns:
         The sample and the number of eligible requests it was drawn from.
 
     Raises:
-        ConfigError: n < 1, or fewer eligible requests than `n`.
+        ConfigError: n < 1, fewer eligible requests than `n`, or a drawn request beyond the context.
     """
     if n < 1:
         raise ConfigError(f"sample must be ≥ 1 request, got {n}")
@@ -179,12 +189,27 @@ def sample_requests(
         keep &= trace.output_tokens <= max_output_tokens
     eligible = int(keep.sum())
     if eligible < n:
+        limits = [
+            f"{k} ≤ {v}"
+            for k, v in (("input", max_input_tokens), ("output", max_output_tokens))
+            if v is not None
+        ]
+        within = f" within the length limits ({', '.join(limits)})" if limits else ""
         raise ConfigError(
-            f"only {eligible} of {trace.name}'s {len(trace)} requests are within the length limits "
-            f"(input ≤ {max_input_tokens}, output ≤ {max_output_tokens}); cannot sample {n}"
+            f"only {eligible} of {trace.name}'s {len(trace)} requests are{within}; cannot sample {n}"
         )
     rng = np.random.default_rng(seed)
     index = np.sort(rng.choice(np.flatnonzero(keep), size=n, replace=False))
+    if context_tokens is not None:
+        total = trace.input_tokens[index] + trace.output_tokens[index]
+        if (too_long := np.flatnonzero(total > context_tokens)).size:
+            k = int(index[too_long[0]])
+            raise ConfigError(
+                f"trace {trace.name}: row {k + 1} has {int(trace.input_tokens[k]):,} input + "
+                f"{int(trace.output_tokens[k]):,} output tokens, more than the model's context of "
+                f"{context_tokens:,} ({too_long.size} such request(s) in the sample); sample shorter ones "
+                "with --max-input-tokens / --max-output-tokens"
+            )
     sample = Trace(
         name=trace.name,
         input_tokens=trace.input_tokens[index],
@@ -239,7 +264,8 @@ def run_validation(
     batches = [] if continuous else static_batches(lin, lout, batch_size)
     measured: list[MeasuredBatch] = []
     if continuous:
-        warm = Batch(min(batch_size, len(lin)), int(np.median(lin)), int(min(np.median(lout), 16)))
+        # A few sequences warm the engine up; more at long contexts would not fit one KV cache at once.
+        warm = Batch(min(batch_size, len(lin), 8), int(np.median(lin)), int(min(np.median(lout), 16)))
         engine.prepare(warm)  # warms the engine up (vLLM: its first generate is slow)
         with meter.window("validate") as whole:
             t0_s = clock()
@@ -437,9 +463,19 @@ def compare(run: ValidationRun, profile: EnergyProfile) -> list[ModelError]:
     runs, `binned-padded` and `parametric-padded` also estimate each padded batch at its shape.
     `flops` is the ideal 2 × params × tokens (+ attention) at peak FLOP/s and board power;
     `flops-50%` the common half-utilisation variant.
+
+    Raises:
+        ConfigError: the run measured no GPU energy (it ran without a GPU), or a request the profile
+            cannot estimate.
     """
     from llm_energy.estimate import estimate_trace
 
+    if not run.energy_j > 0:
+        raise ConfigError(
+            f"the run of {run.trace} measured no GPU energy ({run.energy_j:g} J: it ran without a GPU), "
+            "so there is nothing to compare the models' GPU estimates with; measure on a GPU, or with "
+            "--engine simulated"
+        )
     if profile.model != run.model:
         logger.warning("profile is for %s but the run is %s", profile.model, run.model)
     lin = np.asarray(run.input_tokens, float)

@@ -47,9 +47,11 @@ def validate(
     from llm_energy.validate import ValidationRun, compare
 
     def run() -> tuple[Any, list[Any] | None]:
-        if batching not in (None, "static", "continuous"):
-            raise ConfigError(f"--batching must be static or continuous, got {batching!r}")
+        _check_input(batching=batching, idle_s=idle_s, seed=seed, batch_size=batch_size)
         opts = _engine_options(option)
+        prof = load_profile(profile) if profile is not None else None  # a bad profile fails before measuring
+        if prof is not None and measured is None:
+            _check_gpu_energy(engine, device)
         if measured is not None:
             result = ValidationRun.load(measured)
         else:
@@ -71,8 +73,7 @@ def validate(
             )
             if out is not None:
                 result.save(out)
-        errors = compare(result, load_profile(profile)) if profile is not None else None
-        return result, errors
+        return result, compare(result, prof) if prof is not None else None
 
     result, errors = _guard(run)
     if as_json:
@@ -80,11 +81,51 @@ def validate(
         doc["models"] = [e.to_dict() for e in errors] if errors else None
         print(json.dumps(doc, indent=1, default=str))
         return
+    _render(result, errors, profile_given=profile is not None)
+
+
+def _check_input(*, batching: str | None, idle_s: float, seed: int, batch_size: int) -> None:
+    """Refuse bad options before anything is read or loaded (ConfigError: exit 2)."""
+    from llm_energy.sweep.spec import check_seconds
+
+    if batching not in (None, "static", "continuous"):
+        raise ConfigError(f"--batching must be static or continuous, got {batching!r}")
+    check_seconds("--idle-s", idle_s, allow_zero=True)
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
+
+
+def _check_gpu_energy(engine: str, device: str) -> None:
+    """Refuse to measure for a comparison that cannot happen: the profiles estimate GPU energy.
+
+    Raises:
+        ConfigError: the run would be on the CPU (no GPU energy to compare with).
+    """
+    if engine == "simulated":
+        return
+    from llm_energy.api import resolve_device
+    from llm_energy.engines import check_installed
+
+    check_installed(engine)
+    if resolve_device(device) == "cpu":
+        raise ConfigError(
+            "--profile compares GPU energy, but this run would be on the CPU (no GPU here, or --device cpu); "
+            "measure without --profile (then --measured FILE --profile P on any machine) or use a GPU"
+        )
+
+
+def _render(result: Any, errors: list[Any] | None, *, profile_given: bool) -> None:
+    measured = (
+        f"measured {result.energy_j:,.0f} ± {result.uncertainty_j:,.0f} J in {result.duration_s:.1f} s "
+        f"({result.j_per_request:.1f} J/request)"
+        if result.energy_j > 0
+        else f"no GPU energy measured (no GPU here; {result.duration_s:.1f} s)"
+    )
     console.print(
         f"{result.trace}: {result.requests} requests (of {result.eligible_requests} eligible) · "
-        f"{result.engine} {result.mode} · batch {result.batch_size} ({result.batching}) · "
-        f"measured {result.energy_j:,.0f} ± {result.uncertainty_j:,.0f} J in {result.duration_s:.1f} s "
-        f"({result.j_per_request:.1f} J/request)",
+        f"{result.engine} {result.mode} · batch {result.batch_size} ({result.batching}) · {measured}",
         markup=False,
     )
     if errors:
@@ -98,5 +139,5 @@ def validate(
                 f"{e.rel_error:+.1%}",
             )
         console.print(table)
-    elif profile is None:
+    elif not profile_given:
         console.print("no --profile given: measured only (compare later with --measured FILE --profile P)")

@@ -187,6 +187,10 @@ def _json_error(path: Path, source: str, error: Exception) -> str:
     return f"cannot parse trace file {source} as JSON Lines: {error}"
 
 
+MAX_REQUEST_TOKENS = 2**31 - 1
+"""Most tokens one request may have in a trace: beyond any model's context and any tensor's index."""
+
+
 def _row_error(source: str, first_row: int, index: int, column: str, problem: str) -> ConfigError:
     return ConfigError(f"trace {source}: row {first_row + index + 1}, column {column!r}: {problem}")
 
@@ -201,7 +205,7 @@ def _numbers(series: pd.Series, column: str, what: str, first_row: int, source: 
     import pandas as pd
 
     kind = series.dtype.kind
-    if kind in "iu" and not series.hasnans:
+    if kind == "i" and not series.hasnans:  # uint64 goes through float64: past 2**63 it would wrap
         return np.asarray(series.to_numpy(dtype=np.int64), dtype=np.int64)
     if kind in "iuf":
         values = np.asarray(series.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
@@ -221,12 +225,20 @@ def _numbers(series: pd.Series, column: str, what: str, first_row: int, source: 
 
 
 def _lengths(series: pd.Series, column: str, what: str, first_row: int, source: str) -> IntArray:
-    """Return a token-count column as int64 ≥ 1, or raise ConfigError naming the first bad row."""
+    """Return a token-count column as int64 in [1, MAX_REQUEST_TOKENS], or raise naming the first bad row."""
     values = _numbers(series, column, f"{what} length", first_row, source)
     if values.dtype.kind == "f" and (i := _first(values != np.floor(values))) >= 0:
         raise _row_error(source, first_row, i, column, f"{what} length is not a whole number: {values[i]}")
     if (i := _first(values < 1)) >= 0:
         raise _row_error(source, first_row, i, column, f"{what} length must be ≥ 1, got {values[i]:g}")
+    if (i := _first(values > MAX_REQUEST_TOKENS)) >= 0:
+        raise _row_error(
+            source,
+            first_row,
+            i,
+            column,
+            f"{what} length {values[i]:.4g} is more than {MAX_REQUEST_TOKENS:,} tokens (2**31 - 1)",
+        )
     return values.astype(np.int64, copy=False)
 
 

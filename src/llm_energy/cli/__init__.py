@@ -1,8 +1,8 @@
 """The `llm-energy` command line: parse, call one library function, render with rich.
 
 The typer app and the helpers every command shares live here; the commands live in `measure.py`
-(measure, sweep, env, models, export), `model.py` (estimate, fit), `report.py` (report, plot) and
-`serve.py` (replay).
+(measure, env, models, export), `sweep.py` (sweep), `model.py` (estimate, fit), `report.py` (report,
+plot), `serve.py` (replay) and one module each for the others.
 
 Exit codes: 0 ok, 1 the run failed (e.g. out of memory), 2 bad input. `--json` writes only JSON
 to stdout. Importing this module must not import torch: heavy work happens inside the commands.
@@ -170,4 +170,5 @@ from llm_energy.cli import model as _model  # noqa: E402, F401
 from llm_energy.cli import parallel as _parallel  # noqa: E402, F401
 from llm_energy.cli import report as _report  # noqa: E402, F401
 from llm_energy.cli import serve as _serve  # noqa: E402, F401
+from llm_energy.cli import sweep as _sweep  # noqa: E402, F401
 from llm_energy.cli import validate as _validate  # noqa: E402, F401

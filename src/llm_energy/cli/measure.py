@@ -1,4 +1,4 @@
-"""Commands that measure and inspect: measure, sweep, env, models, export."""
+"""Commands that measure and inspect: measure, env, models, export."""
 
 from __future__ import annotations
 
@@ -351,113 +351,6 @@ def render_runs(results: Sequence[RunResult], db_path: Path) -> None:
     flags = sorted({f for r in ok for p in r.phases.values() for f in p.measurement.flags})
     if flags:
         console.print(f"flags: {esc(', '.join(flags))}")
-
-
-@app.command()
-def sweep(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="sweep spec (YAML)")],
-    db: DbOption = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="print the points and a GPU-time estimate")
-    ] = False,
-    retry_failed: Annotated[
-        bool, typer.Option("--retry-failed", help="measure stored oom/error points again")
-    ] = False,
-    executor: Annotated[str, typer.Option(help="local | ray")] = "local",
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (ray executor)")] = None,
-    allow_gpu_settings: AllowGpuSettingsOption = False,
-) -> None:
-    """Measure every point of a sweep spec; rerunning resumes where it stopped."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from llm_energy.sweep.runner import RunOptions
-    from llm_energy.sweep.spec import load_spec
-    from llm_energy.sweep.sweep import check_sweep_gpu_settings, estimate_gpu_s, run_sweep
-
-    _guard(_recover_gpu_settings)
-    spec = _guard(lambda: load_spec(spec_path))
-    points = _guard(spec.points)
-    if dry_run:
-        settings = spec.changes_gpu_settings
-        table = Table(title=esc(f"sweep {spec.name}: {len(points)} points × {spec.repeats} repeats"))
-        for col in ("model", "engine", "mode", "batch", "input", "output"):
-            table.add_column(col)
-        if settings:
-            table.add_column("SM clock (MHz)")
-            table.add_column("power limit (W)")
-        table.add_column("point_id")
-        for p in points:
-            gpu_cols = [str(p.gpu_clock_mhz or "-"), f"{p.power_limit_w:g}" if p.power_limit_w else "-"]
-            table.add_row(
-                esc(p.model),
-                p.engine,
-                esc(p.mode),
-                str(p.batch_size),
-                str(p.input_len),
-                str(p.output_len),
-                *(gpu_cols if settings else []),
-                p.point_id(),
-            )
-        console.print(table)
-        if settings and not (allow_gpu_settings or spec.allow_gpu_settings):
-            console.print(
-                "[yellow]this sweep changes GPU settings: running it needs `allow_gpu_settings: true` in the "
-                "spec or --allow-gpu-settings[/]"
-            )
-        est = estimate_gpu_s(
-            points, RunOptions(target_window_s=spec.window_s, repeats=spec.repeats), spec.idle_s
-        )
-        console.print(
-            f"estimated GPU time ≤ {est / 60:.0f} min (rough: load, compile per point, 3 windows per "
-            "repeat; points already stored are skipped when run)"
-        )
-        return
-
-    # Bad GPU settings are bad input: refused (exit 2) before the store is opened or anything is run.
-    _guard(lambda: check_sweep_gpu_settings(spec, points, allow=allow_gpu_settings, executor=executor))
-
-    def run() -> Any:
-        with (
-            _open_store(db) as store,
-            Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[last]}"),
-                console=err_console,
-            ) as progress,
-        ):
-            task = progress.add_task(esc(spec.name), total=len(points), last="")
-
-            def on_point(s: Any) -> None:
-                last = ""
-                if s.last is not None and s.last.status == "ok" and "total" in s.last.phases:
-                    last = f"last {s.last.phases['total'].energy_per_token_j:.4g} J/token"
-                elif s.last is not None:
-                    last = f"last: {esc(s.last.status)}"
-                progress.update(task, completed=s.skipped + s.measured + s.infeasible, last=last)
-
-            return run_sweep(
-                spec,
-                store,
-                executor=executor,
-                retry_failed=retry_failed,
-                address=address,
-                on_point=on_point,
-                allow_gpu_settings=allow_gpu_settings,
-            ), store.path
-
-    summary, path = _guard(run)
-    console.print(
-        f"{summary.total} points: {summary.measured} measured ({summary.ok} ok runs, {summary.oom} oom, "
-        f"{summary.error} error), {summary.skipped} already stored, {summary.infeasible} infeasible "
-        f"(not tried) → {esc(path)}"
-    )
-    for line in summary.failures[:20]:
-        err_console.print(f"[yellow]{esc(line)}[/]")
-    if summary.error:
-        raise typer.Exit(1)
 
 
 @app.command()

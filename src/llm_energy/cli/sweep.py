@@ -1,0 +1,141 @@
+"""`llm-energy sweep`: measure every point of a sweep spec, resumably, under a progress bar."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from llm_energy.cli import DbOption, _guard, _open_store, app, console, err_console, esc
+from llm_energy.cli.measure import AllowGpuSettingsOption, _recover_gpu_settings
+
+if TYPE_CHECKING:
+    from llm_energy.sweep.spec import Point, SweepSpec
+
+
+@app.command()
+def sweep(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="sweep spec (YAML)")],
+    db: DbOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the points and a GPU-time estimate")
+    ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="measure stored oom/error points again")
+    ] = False,
+    executor: Annotated[str, typer.Option(help="local | ray")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (ray executor)")] = None,
+    allow_gpu_settings: AllowGpuSettingsOption = False,
+) -> None:
+    """Measure every point of a sweep spec; rerunning resumes where it stopped."""
+    from llm_energy.engines import check_installed
+    from llm_energy.sweep.spec import load_spec
+    from llm_energy.sweep.sweep import check_sweep_gpu_settings
+
+    _guard(_recover_gpu_settings)
+    spec = _guard(lambda: load_spec(spec_path))
+    points = _guard(spec.points)
+    if dry_run:
+        _print_dry_run(spec, points, allowed=allow_gpu_settings or spec.allow_gpu_settings)
+        return
+    if executor == "local":  # Ray workers may have extras the driver lacks; they check on their own
+        engines = sorted({p.engine for p in points})
+
+        def check_engines() -> None:
+            for engine in engines:
+                check_installed(engine)
+
+        _guard(check_engines)
+    # Bad GPU settings are bad input: refused (exit 2) before the store is opened or anything is run.
+    _guard(lambda: check_sweep_gpu_settings(spec, points, allow=allow_gpu_settings, executor=executor))
+    summary, path = _guard(
+        lambda: _run_with_progress(
+            spec,
+            len(points),
+            db,
+            executor=executor,
+            retry_failed=retry_failed,
+            address=address,
+            allow_gpu_settings=allow_gpu_settings,
+        )
+    )
+    console.print(
+        f"{summary.total} points: {summary.measured} measured ({summary.ok} ok runs, {summary.oom} oom, "
+        f"{summary.error} error), {summary.skipped} already stored, {summary.infeasible} infeasible "
+        f"(not tried) → {esc(path)}"
+    )
+    for line in summary.failures[:20]:
+        err_console.print(f"[yellow]{esc(line)}[/]")
+    if summary.error:
+        raise typer.Exit(1)
+
+
+def _print_dry_run(spec: SweepSpec, points: Sequence[Point], *, allowed: bool) -> None:
+    """Print the points (with their GPU settings, when the spec has any) and a rough GPU-time estimate."""
+    from llm_energy.sweep.runner import RunOptions
+    from llm_energy.sweep.sweep import estimate_gpu_s
+
+    settings = spec.changes_gpu_settings
+    table = Table(title=esc(f"sweep {spec.name}: {len(points)} points × {spec.repeats} repeats"))
+    for col in ("model", "engine", "mode", "batch", "input", "output"):
+        table.add_column(col)
+    if settings:
+        table.add_column("SM clock (MHz)")
+        table.add_column("power limit (W)")
+    table.add_column("point_id")
+    for p in points:
+        gpu_cols = [str(p.gpu_clock_mhz or "-"), f"{p.power_limit_w:g}" if p.power_limit_w else "-"]
+        table.add_row(
+            esc(p.model),
+            p.engine,
+            esc(p.mode),
+            str(p.batch_size),
+            str(p.input_len),
+            str(p.output_len),
+            *(gpu_cols if settings else []),
+            p.point_id(),
+        )
+    console.print(table)
+    if settings and not allowed:
+        console.print(
+            "[yellow]this sweep changes GPU settings: running it needs `allow_gpu_settings: true` in the "
+            "spec or --allow-gpu-settings[/]"
+        )
+    est = estimate_gpu_s(points, RunOptions(target_window_s=spec.window_s, repeats=spec.repeats), spec.idle_s)
+    console.print(
+        f"estimated GPU time ≤ {est / 60:.0f} min (rough: load, compile per point, 3 windows per "
+        "repeat; points already stored are skipped when run)"
+    )
+
+
+def _run_with_progress(spec: SweepSpec, total: int, db: Path | None, **kwargs: Any) -> tuple[Any, Path]:
+    """Run the sweep into the store under a progress bar (on stderr); return its summary and the path."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from llm_energy.sweep.sweep import run_sweep
+
+    with (
+        _open_store(db) as store,
+        Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[last]}"),
+            console=err_console,
+        ) as progress,
+    ):
+        task = progress.add_task(esc(spec.name), total=total, last="")
+
+        def on_point(s: Any) -> None:
+            last = ""
+            if s.last is not None and s.last.status == "ok" and "total" in s.last.phases:
+                last = f"last {s.last.phases['total'].energy_per_token_j:.4g} J/token"
+            elif s.last is not None:
+                last = f"last: {esc(s.last.status)}"
+            progress.update(task, completed=s.skipped + s.measured + s.infeasible, last=last)
+
+        return run_sweep(spec, store, on_point=on_point, **kwargs), store.path

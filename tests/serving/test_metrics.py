@@ -84,8 +84,8 @@ def test_latency_summary_percentiles():
 
 
 def test_slo_attainment_and_goodput_on_hand_made_records():
-    """Attainment counts every sent request (failures miss); goodput counts requests that met every
-    bound and completed inside the window, per second of window."""
+    """Attainment counts every sent request (failures miss); goodput is the window's throughput of
+    successful requests times the share of successful requests that met every bound."""
     records = [
         rec(0, 0.0, [0.5, 0.55, 0.6]),  # ttft 0.5, tpot 0.05: good
         rec(1, 1.0, [1.2, 1.25, 1.3]),  # good
@@ -100,11 +100,49 @@ def test_slo_attainment_and_goodput_on_hand_made_records():
     assert [meets_slo(r, slo) for r in records] == [True, True, False, False, False, False, True, True]
     s = summarise(records, slo, window=(0.0, 7.0))
     assert s.slo_attainment_pct == pytest.approx(100 * 4 / 8)
-    assert s.goodput_per_s == pytest.approx(3 / 7.0)
     assert s.request_throughput_per_s == pytest.approx(5 / 7.0)  # ok and done in [0, 7]: 0, 1, 2, 3, 6
+    assert s.goodput_per_s == pytest.approx(5 / 7.0 * 4 / 7)  # 4 of the 7 successful requests met it
     assert (s.requests, s.ok, s.failed, s.failures) == (8, 7, 1, {"http": 1})
     assert s.ttft is not None and s.ttft.count == 7
     assert s.tpot is not None and s.tpot.count == 6
+
+
+def _overloaded(n: int = 100, arrival_gap_s: float = 0.1) -> list[RequestRecord]:
+    """Open-loop arrivals at 10/s into a server that admits everything but slows down as more are in
+    flight (continuous batching past its limit): the first 60 requests meet TTFT 2 s and finish fast,
+    the last 40 wait ~5 s for their first token and finish after the steady-state window closed."""
+    records = []
+    for i in range(n):
+        sent = i * arrival_gap_s
+        wait = 0.05 if i < 60 else 5.0
+        first = sent + wait
+        records.append(rec(i, sent, [first + 0.1 * k for k in range(5)]))
+    return records
+
+
+def test_goodput_of_an_overloaded_run_is_not_its_throughput():
+    """Goodput = requests/s that met the SLO. In an overloaded run every request completing inside the
+    steady-state window met the SLO (the late ones complete in the drain), yet only 60% of all did:
+    goodput must be 60% of throughput, not all of it (the count of good completions in the window
+    said goodput = throughput)."""
+    records = _overloaded()
+    slo = parse_slo("ttft=2s")
+    window = steady_state_window(records)
+    in_window = [r for r in records if window[0] <= r.done_s <= window[1]]
+    assert all(meets_slo(r, slo) for r in in_window)  # what fooled the window count
+    s = summarise(records, slo, window)
+    assert s.slo_attainment_pct == pytest.approx(60.0)
+    assert s.goodput_per_s == pytest.approx(0.6 * s.request_throughput_per_s)
+    assert s.goodput_per_s < s.request_throughput_per_s
+
+
+def test_goodput_equals_throughput_when_every_success_met_the_slo_even_with_failures():
+    """Failures lower attainment but not goodput: throughput already counts successful requests only."""
+    records = [rec(i, float(i), [i + 0.1, i + 0.2]) for i in range(6)]
+    records += [rec(6 + i, 6.0 + i, [], done=6.5 + i, failure="timeout") for i in range(4)]
+    s = summarise(records, parse_slo("ttft=1s"), window=(0.0, 10.0))
+    assert s.slo_attainment_pct == pytest.approx(60.0)
+    assert s.goodput_per_s == pytest.approx(s.request_throughput_per_s) == pytest.approx(0.6)
 
 
 def test_summary_counts_tokens_by_chunk_time_and_short_outputs():

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -12,7 +15,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from llm_energy.cli import JsonOption, _guard, app, console
+from llm_energy.cli import JsonOption, _guard, app, console, err_console, esc
 from llm_energy.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -72,6 +75,10 @@ def replay(
     db: Annotated[
         Path | None, typer.Option("--db", help="store the run in this SQLite results store")
     ] = None,
+    max_model_len: Annotated[
+        int | None,
+        typer.Option(help="--server vllm: --max-model-len (default: the replay's longest request)"),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Replay arrivals against a server: latency, SLO attainment, and GPU energy of the steady state.
@@ -81,73 +88,148 @@ def replay(
     them). Energy is read in consecutive 0.5 s windows; the steady-state window excludes warm-up and
     drain (first and last 10% of requests); each request gets its own joules by the tokens it processed
     in each window. The client-token window and the GPU-work window are both reported, with a
-    frontend-lag flag when the server's CPU, not its GPU, paced the tokens.
+    frontend-lag flag when the server's CPU, not its GPU, paced the tokens. Every output (--db,
+    --records, --log-dir) is checked before anything starts; records and JSON are written even when
+    storing the run fails. Progress goes to stderr (not with --json).
     """
+    from llm_energy.serving.loadgen import parse_slo
 
-    def run() -> Any:
-        from llm_energy.serving.loadgen import parse_slo
-        from llm_energy.serving.session import replay_servers
-
+    def prepare() -> tuple[dict[str, float], list[Any], Any]:
         slo_s = parse_slo(slo) if slo else {}
         reqs = _schedule(trace, num_requests, rate, closed, burstiness, seed, window, time_scale)
-        servers_cm = _servers(
-            url,
-            server,
-            model,
-            device,
-            replicas,
-            policy,
-            server_kind,
-            vllm_mode,
-            max_num_seqs,
-            startup_timeout_s,
-            log_dir,
-        )
-        config = {
-            "server": server or "external",
-            "model": model,
-            "device": device if server else None,
-            "trace": trace,
-            "time_scale": None if rate is not None or closed is not None else time_scale,
-            "window": window,
-            "rate_per_s": rate,
-            "closed_users": closed,
-            "vllm_mode": vllm_mode if server == "vllm" else None,
-            "urls": list(url or []),
-        }
-        gpus, notes = _gpus()
-        with servers_cm as servers:
-            result = replay_servers(
-                servers,
-                reqs,
-                gpus=gpus,
-                config=config,
-                mode="closed" if closed else "open",
-                concurrency=closed,
-                slo_s=slo_s,
-                policy=policy,
-                timeout_s=timeout_s,
-                max_duration_s=max_duration_s,
-                seed=seed,
-                idle_s=idle_s,
-                warmup_requests=warmup_requests,
-                model=model if server is None else None,
-            )
-        if db is not None:
-            from llm_energy.store import Store
+        return slo_s, reqs, _open_outputs(db, records_out, log_dir)
+
+    slo_s, reqs, store = _guard(prepare)
+    try:
+
+        def run() -> tuple[Any, list[str]]:
+            from llm_energy.serving.session import replay_servers
+
+            servers_cm, notes = _servers(
+                url, server, model, device, replicas, policy, server_kind, vllm_mode, max_num_seqs,
+                startup_timeout_s, log_dir, reqs, max_model_len,
+            )  # fmt: skip
+            gpus, gpu_notes = _gpus()
+            with servers_cm as servers, _progress(len(reqs), enabled=not as_json) as on_progress:
+                result = replay_servers(
+                    servers,
+                    reqs,
+                    gpus=gpus,
+                    config=_run_config(url, server, model, device, trace, time_scale, window, rate, closed)
+                    | {"vllm_mode": vllm_mode if server == "vllm" else None},
+                    mode="closed" if closed else "open",
+                    concurrency=closed,
+                    slo_s=slo_s,
+                    policy=policy,
+                    timeout_s=timeout_s,
+                    max_duration_s=max_duration_s,
+                    seed=seed,
+                    idle_s=idle_s,
+                    warmup_requests=warmup_requests,
+                    model=model if server is None else None,
+                    on_progress=on_progress,
+                )
+            return result, [*gpu_notes, *notes]
+
+        result, notes = _guard(run)
+        if records_out is not None:
+            _guard(lambda: _write_records(records_out, result))
+        if as_json:
+            sys.stdout.write(json.dumps(_payload(result, notes), indent=2, default=str) + "\n")
+        else:
+            _render(result, notes, url or [server or ""])
+        if store is not None:
             from llm_energy.store.serving import write_serving_run
 
-            with Store(db) as store:
-                write_serving_run(store, result)
-        return result, notes
+            _guard(lambda: write_serving_run(store, result))
+    finally:
+        if store is not None:
+            store.close()
 
-    result, notes = _guard(run)
+
+def _run_config(
+    url: list[str] | None,
+    server: str | None,
+    model: str | None,
+    device: str,
+    trace: str,
+    time_scale: float,
+    window: str | None,
+    rate: float | None,
+    closed: int | None,
+) -> dict[str, Any]:
+    """What was run, as stored with the run (JSON types)."""
+    return {
+        "server": server or "external",
+        "model": model,
+        "device": device if server else None,
+        "trace": trace,
+        "time_scale": None if rate is not None or closed is not None else time_scale,
+        "window": window,
+        "rate_per_s": rate,
+        "closed_users": closed,
+        "urls": list(url or []),
+    }
+
+
+def _open_outputs(db: Path | None, records_out: Path | None, log_dir: Path | None) -> Any:
+    """Check every output before anything starts; return the opened store (None without --db).
+
+    Raises:
+        ConfigError: --records is a folder, its folder is missing or not writable; --log-dir cannot
+            be made a folder; --db is not ours (`NotAStore`).
+        StoreError: --db cannot be written (read-only, locked).
+    """
     if records_out is not None:
-        _write_records(records_out, result)
-    if as_json:
-        sys.stdout.write(json.dumps(_payload(result, notes), indent=2, default=str) + "\n")
+        folder = records_out.parent
+        if records_out.is_dir():
+            raise ConfigError(f"--records {records_out}: it is a directory")
+        if not folder.is_dir():
+            raise ConfigError(f"--records {records_out}: no such directory {folder}")
+        if not os.access(folder, os.W_OK) or (records_out.exists() and not os.access(records_out, os.W_OK)):
+            raise ConfigError(f"--records {records_out}: not writable")
+    if log_dir is not None:
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--log-dir {log_dir}: {exc.strerror or exc}") from exc
+    if db is None:
+        return None
+    from llm_energy.store import Store
+    from llm_energy.store.serving import prepare_serving_store
+
+    store = Store(db)
+    try:
+        prepare_serving_store(store)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+@contextmanager
+def _progress(total: int, *, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress line on stderr (elapsed, requests sent and done, ETA); None when disabled."""
+    if not enabled:
+        yield None
         return
-    _render(result, notes, url or [server or ""])
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("replay"),
+        BarColumn(),
+        TextColumn("{task.fields[sent]}/{task.total:.0f} sent, {task.completed:.0f} done"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console) as progress:
+        task = progress.add_task("replay", total=total, sent=0)
+
+        def update(sent: int, done: int) -> None:
+            progress.update(task, completed=done, sent=sent)
+
+        yield update
 
 
 def _servers(
@@ -162,8 +244,14 @@ def _servers(
     max_num_seqs: int,
     startup_timeout_s: float | None,
     log_dir: Path | None,
-) -> Any:
-    """Check the server options and return a context manager giving the started servers."""
+    reqs: Sequence[Any],
+    max_model_len: int | None,
+) -> tuple[Any, list[str]]:
+    """Check the server options; return a context manager giving the started servers, and notes.
+
+    vLLM is sized for the replay (`max_model_len_for`): a request it could not take is refused here,
+    naming the request and the limit, before any server starts.
+    """
     from contextlib import nullcontext
 
     from llm_energy.serving.balancer import POLICIES
@@ -174,9 +262,18 @@ def _servers(
         raise ConfigError(f"unknown --policy {policy!r}; expected one of {', '.join(POLICIES)}")
     if bool(url) == (server is not None):
         raise ConfigError("give either --url (a running server) or --server transformers|vllm")
+    if max_model_len is not None and server != "vllm":
+        raise ConfigError("--max-model-len applies to --server vllm only")
     if server is not None:
         if model is None:
             raise ConfigError("--server needs --model (a bundled architecture, e.g. llama-3.1-8b)")
+        notes: list[str] = []
+        if server == "vllm":
+            from llm_energy.architectures import load_architecture
+            from llm_energy.serving.servers.vllm import max_model_len_for
+
+            max_model_len, note = max_model_len_for(reqs, load_architecture(model), max_model_len)
+            notes.append(note)
         launched = launch_servers(
             server,
             model,
@@ -186,13 +283,14 @@ def _servers(
             max_num_seqs=max_num_seqs,
             startup_timeout_s=startup_timeout_s,
             log_dir=log_dir,
+            max_model_len=max_model_len,
         )
-        return ServerGroup(launched)
+        return ServerGroup(launched), notes
     if server_kind not in ("vllm", "transformers", "openai"):
         raise ConfigError(f"unknown server kind {server_kind!r}; valid: vllm, transformers, openai")
     for u in url or []:
         asyncio.run(check_reachable(u))
-    return nullcontext([ExternalServer(u, cast("ServerKind", server_kind)) for u in url or []])
+    return nullcontext([ExternalServer(u, cast("ServerKind", server_kind)) for u in url or []]), []
 
 
 def _schedule(
@@ -246,12 +344,12 @@ def _payload(result: Any, notes: list[str]) -> dict[str, Any]:
 
 def _render(result: Any, notes: list[str], targets: list[str]) -> None:
     summary, energy = result.summary, result.energy
-    table = Table(title=f"replay against {', '.join(targets)}", show_header=False)
+    table = Table(title=esc(f"replay against {', '.join(targets)}"), show_header=False)
     if result.partial:
-        table.add_row("[bold red]PARTIAL RUN[/]", str(result.exit_reason))
+        table.add_row("[bold red]PARTIAL RUN[/]", esc(result.exit_reason))
     table.add_row(
         "requests",
-        f"{summary.requests} sent, {summary.ok} ok, {summary.failed} failed {dict(summary.failures)}",
+        esc(f"{summary.requests} sent, {summary.ok} ok, {summary.failed} failed {dict(summary.failures)}"),
     )
     if len(result.replica_requests) > 1:
         table.add_row("per replica", " / ".join(str(n) for n in result.replica_requests))
@@ -291,9 +389,9 @@ def _render(result: Any, notes: list[str], targets: list[str]) -> None:
     else:
         table.add_row("energy", "no GPU visible here: latency only")
     if result.lag is not None:
-        table.add_row("frontend lag", result.lag.reason)
+        table.add_row("frontend lag", esc(result.lag.reason))
     for note in [*notes, *result.notes]:
-        table.add_row("note", note)
+        table.add_row("note", esc(note))
     console.print(table)
 
 

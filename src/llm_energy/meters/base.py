@@ -298,8 +298,13 @@ class EnergyMeter:
         cpu_uj = [cpu.energy_uj() for cpu in self.cpus]
         self._open[name] = _Begin(self.clock(), energy_mj, power_w, cpu_uj)
 
-    def end_window(self, name: str) -> Measurement:
+    def end_window(self, name: str, *, warn_short: bool = True) -> Measurement:
         """Close window `name` and return its measurement.
+
+        Args:
+            name: The window.
+            warn_short: Warn (`MeasurementWarning`) when it is flagged `short-window`; callers that
+                sum consecutive windows (`serving.WindowRecorder`) judge the sum instead.
 
         Raises:
             MeterError: no window of that name is open, or a reading failed.
@@ -368,7 +373,7 @@ class EnergyMeter:
                 if cpu.source != "measured":
                     flags.append(f"{cpu.source}:{domain}")
         short = [f for f in flags if f.startswith("short-window")]
-        if short:
+        if short and warn_short:
             warnings.warn(
                 f"window {name!r} lasted {duration_s:.3f} s, under {self.min_window_periods} counter update "
                 "periods: repeat the phase inside the window to shrink the relative uncertainty",

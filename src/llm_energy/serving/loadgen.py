@@ -222,6 +222,7 @@ async def run_load(
     prompt_words: Sequence[str] | None = None,
     watch: Callable[[], str | None] | None = None,
     balancer: Balancer | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> list[RequestRecord]:
     """Drive a server with `requests` and return one record per request sent, in index order.
 
@@ -251,6 +252,8 @@ async def run_load(
         watch: Returns why the server died, or None while it runs; polled every
             `WATCH_PERIOD_S` (see the module docstring).
         balancer: A balancer to use (and inspect afterwards); None: a new one with `policy`.
+        on_progress: Called with (requests sent, requests done) after each send and each
+            completion, on the event loop's thread (keep it quick: it delays the loop).
 
     While the load runs, the objects alive at its start are frozen out of the garbage collector
     (`gc.freeze`, undone at the end): a full collection would stall the open loop's pacing.
@@ -280,6 +283,14 @@ async def run_load(
             for u in urls:
                 await check_reachable(u, http, timeout_s=min(timeout_s, 10.0))
 
+        counts = [0, 0]  # sent, done
+
+        def progressed(sent: int, done: int) -> None:
+            counts[0] += sent
+            counts[1] += done
+            if on_progress is not None:
+                on_progress(counts[0], counts[1])
+
         async def send(index: int, scheduled_s: float) -> RequestRecord:
             req = requests[index]
             if death.event.is_set():
@@ -292,6 +303,7 @@ async def run_load(
             )
             body = request_body(prompt, req.output_tokens, server_kind, model=model, extra_body=extra_body)
             replica = lb.acquire()
+            progressed(1, 0)
             try:
                 return await stream_request(
                     http,
@@ -306,6 +318,7 @@ async def run_load(
                 )
             finally:
                 lb.release(replica)
+                progressed(0, 1)
 
         # A full collection mid-run stalls the loop (measured: 18 ms) and delays every send due
         # meanwhile; collect now and freeze what exists, as other serving benchmarks do.

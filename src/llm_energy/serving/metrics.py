@@ -199,8 +199,11 @@ class ServingSummary:
         slo_s: The SLO bounds in seconds (empty: none given).
         slo_attainment_pct: Percent of all sent requests that succeeded within every bound; None
             without an SLO.
-        goodput_per_s: Successful requests completed in the window within every bound, per
-            second; None without an SLO.
+        goodput_per_s: Requests per second that met the SLO: `request_throughput_per_s` x the
+            fraction of successful requests (whole run) that met every bound; None without an SLO.
+            Not the count of good requests completed in the window: under overload the requests
+            that complete inside the window are the early, fast ones (the late ones complete in the
+            drain), so that count would report goodput = throughput at any attainment.
     """
 
     requests: int
@@ -235,7 +238,7 @@ def summarise(
     Args:
         records: One record per sent request, failures included.
         slo_s: SLO bounds in seconds by metric (`parse_slo`); None or empty: no SLO figures.
-        window: The measured window (start_s, end_s) for throughput and goodput, normally
+        window: The measured window (start_s, end_s) for throughput (and so goodput), normally
             `steady_state_window(records)`; None: from the first send to the last completion.
 
     Raises:
@@ -250,9 +253,9 @@ def summarise(
     completed, tokens = _in_window_counts(records, start_s, end_s)
     attainment_pct = goodput_per_s = None
     if slo:
-        good = [r for r in records if meets_slo(r, slo)]
-        attainment_pct = 100.0 * len(good) / len(records)
-        goodput_per_s = sum(start_s <= r.done_s <= end_s for r in good) / duration_s
+        good = sum(meets_slo(r, slo) for r in records)
+        attainment_pct = 100.0 * good / len(records)
+        goodput_per_s = completed / duration_s * good / len(ok) if ok else 0.0
     return ServingSummary(
         requests=len(records),
         ok=len(ok),

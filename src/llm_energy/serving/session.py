@@ -21,11 +21,12 @@ import logging
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm_energy.errors import ConfigError
+from llm_energy.errors import ConfigError, MeasurementWarning
 from llm_energy.meters.base import EnergyMeter, GpuDevice, gpu_domain
 from llm_energy.records import Request
 from llm_energy.serving.balancer import Balancer
@@ -78,7 +79,9 @@ class WindowRecorder:
             t0 = self.meter.clock()
             self.meter.begin_window(name)
             stopped = self._stop.wait(self.period_s)
-            m = self.meter.end_window(name)
+            # Consecutive windows are summed, so one window's edge error cancels against the next
+            # one's: only the whole span's length matters (`replay_servers` warns about that once).
+            m = self.meter.end_window(name, warn_short=False)
             self.windows.append((t0, t0 + m.duration_s, m.gpu_energy_j))
             self.per_domain.append(dict(m.energy_j))
             i += 1
@@ -171,6 +174,20 @@ def _watch(servers: Sequence[Server]) -> Callable[[], str | None]:
     return reason
 
 
+def _warn_if_short(span: tuple[float, float], meter: EnergyMeter) -> None:
+    """One `MeasurementWarning` when the energy window spans too few counter updates to trust."""
+    period_s = max((g.update_period_s for g in meter.gpus), default=0.0)
+    need_s = meter.min_window_periods * period_s
+    if span[1] - span[0] < need_s:
+        warnings.warn(
+            f"the energy window lasted {span[1] - span[0]:.2f} s, under {meter.min_window_periods} "
+            f"counter update periods ({need_s:.1f} s), so its energy is coarse; send more requests "
+            "(--num-requests), replay a longer stretch (--window) or more slowly (--time-scale)",
+            MeasurementWarning,
+            stacklevel=3,
+        )
+
+
 def replay_servers(
     servers: Sequence[Server],
     requests: Sequence[Request],
@@ -191,6 +208,7 @@ def replay_servers(
     model: str | None = None,
     clock: Callable[[], float] = time.perf_counter,
     meter: EnergyMeter | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ServingRun:
     """Warm up, then replay `requests` against `servers` while metering `gpus`; return the run.
 
@@ -213,6 +231,7 @@ def replay_servers(
         model: The `model` field of requests (None leaves it out).
         clock: The run's clock (records, meter and monitor share it).
         meter: A meter to use instead of one built on `gpus` (tests).
+        on_progress: Called with (requests sent, requests done) as the load runs (`run_load`).
 
     Raises:
         ConfigError: No server, mixed server kinds, bad arguments, or a failed warm-up.
@@ -243,6 +262,7 @@ def replay_servers(
         prompt_words=first.prompt_words,
         watch=_watch(servers),
         balancer=balancer,
+        on_progress=on_progress,
     )
     notes: list[str] = []
     idle_w: float | None = None
@@ -278,6 +298,8 @@ def replay_servers(
     span = steady or (min(r.sent_s for r in records), max(r.done_s for r in records))
     energy = attribution = windows = None
     per_gpu: dict[str, float] = {}
+    if meter is not None and intervals:
+        _warn_if_short(span, meter)
     if intervals and span[1] > span[0]:
         energy = serving_energy(records, span, interval_energy_j(intervals, *span), idle_w or None)
         attribution = attribute_energy(records, intervals)

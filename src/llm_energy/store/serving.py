@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from llm_energy.serving.session import ServingRun
 
 __all__ = [
+    "prepare_serving_store",
     "read_serving_requests",
     "read_serving_runs",
     "read_serving_samples",
@@ -101,6 +102,19 @@ def _num(value: float | None) -> float | None:
 def _ensure(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         conn.execute(statement)
+
+
+def prepare_serving_store(store: Store) -> None:
+    """Create the serving tables now, in a write transaction (before a replay starts).
+
+    A database that cannot take the run's write (read-only, locked) then fails before the run, not
+    after it.
+
+    Raises:
+        StoreError: The database cannot be written.
+    """
+    with store._transaction("prepare serving tables in", write=True) as conn:
+        _ensure(conn)
 
 
 def write_serving_run(store: Store, run: ServingRun) -> None:

@@ -12,14 +12,26 @@ build the same model. Without a tokenizer the server takes token-id prompts, and
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from llm_energy.architectures import Architecture
 from llm_energy.errors import ConfigError
+from llm_energy.records import Request
 from llm_energy.serving.servers.process import LaunchSpec, ServerProcess
 
-__all__ = ["VllmServerConfig", "token_id_range_for", "vllm_command", "vllm_config_dir", "vllm_server"]
+__all__ = [
+    "MIN_MAX_MODEL_LEN",
+    "VllmServerConfig",
+    "max_model_len_for",
+    "token_id_range_for",
+    "vllm_command",
+    "vllm_config_dir",
+    "vllm_server",
+]
+
+MIN_MAX_MODEL_LEN = 64
+"""Smallest `--max-model-len` a replay sizes vLLM to: room for the warm-up requests (16 + 8 tokens)."""
 
 
 class VllmServerConfig:
@@ -29,7 +41,8 @@ class VllmServerConfig:
         mode: `cudagraphs` (vLLM's default) or `eager` (`--enforce-eager`).
         max_num_seqs: `--max-num-seqs`, most sequences batched at once.
         dtype: `--dtype`.
-        max_model_len: `--max-model-len`; None: 8704 clipped to the architecture's context.
+        max_model_len: `--max-model-len`; None: 8704 clipped to the architecture's context (a
+            replay passes its longest request, `max_model_len_for`).
         gpu_memory_utilization: `--gpu-memory-utilization`.
         seed: `--seed`.
     """
@@ -56,6 +69,45 @@ class VllmServerConfig:
         self.max_model_len = max_model_len
         self.gpu_memory_utilization = gpu_memory_utilization
         self.seed = seed
+
+
+def max_model_len_for(
+    requests: Sequence[Request], arch: Architecture, max_model_len: int | None = None
+) -> tuple[int, str]:
+    """Return the `--max-model-len` a replay of `requests` needs, and a note saying how it was chosen.
+
+    vLLM refuses (HTTP 400) any request longer than its max_model_len, and preallocates KV cache
+    for it, so a replay sizes it from its own longest request (input + output tokens) rather than a
+    fixed default: `max_model_len` when given (checked), else that longest request (at least
+    `MIN_MAX_MODEL_LEN`).
+
+    Raises:
+        ConfigError: A request is longer than `max_model_len` or than the architecture's context
+            (the message names the request and the limit), or `max_model_len` exceeds the context.
+    """
+    if not requests:
+        raise ConfigError("no request to replay")
+    lengths = [r.input_tokens + r.output_tokens for r in requests]
+    row = max(range(len(lengths)), key=lengths.__getitem__)
+    longest, req = lengths[row], requests[row]
+    what = f"request {row} of the replay ({req.input_tokens} input + {req.output_tokens} output tokens)"
+    context = arch.max_context_tokens
+    if max_model_len is not None and max_model_len < 1:
+        raise ConfigError(f"--max-model-len must be ≥ 1, got {max_model_len}")
+    if max_model_len is not None and max_model_len > context:
+        raise ConfigError(
+            f"--max-model-len {max_model_len} exceeds {arch.name}'s context of {context} tokens"
+        )
+    limit, name = (max_model_len, "--max-model-len") if max_model_len else (context, f"{arch.name}'s context")
+    if longest > limit:
+        raise ConfigError(
+            f"{what} needs {longest} tokens, over {name} of {limit}; cut the trace (--window, "
+            "--num-requests) or use a model with a longer context"
+        )
+    if max_model_len is not None:
+        return max_model_len, f"vLLM max_model_len {max_model_len} (--max-model-len; longest: {what})"
+    size = max(longest, MIN_MAX_MODEL_LEN)
+    return size, f"vLLM max_model_len {size}, sized from the trace's longest request: {what}"
 
 
 def vllm_config_dir(arch: Architecture) -> Path:

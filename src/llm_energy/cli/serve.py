@@ -79,6 +79,10 @@ def replay(
         int | None,
         typer.Option(help="--server vllm: --max-model-len (default: the replay's longest request)"),
     ] = None,
+    vllm_usage_stats: Annotated[
+        bool,
+        typer.Option(help="--server vllm: let vLLM report usage statistics (off: VLLM_NO_USAGE_STATS=1)"),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Replay arrivals against a server: latency, SLO attainment, and GPU energy of the steady state.
@@ -107,7 +111,7 @@ def replay(
 
             servers_cm, notes = _servers(
                 url, server, model, device, replicas, policy, server_kind, vllm_mode, max_num_seqs,
-                startup_timeout_s, log_dir, reqs, max_model_len,
+                startup_timeout_s, log_dir, reqs, max_model_len, vllm_usage_stats,
             )  # fmt: skip
             gpus, gpu_notes = _gpus()
             with servers_cm as servers, _progress(len(reqs), enabled=not as_json) as on_progress:
@@ -246,6 +250,7 @@ def _servers(
     log_dir: Path | None,
     reqs: Sequence[Any],
     max_model_len: int | None,
+    usage_stats: bool = False,
 ) -> tuple[Any, list[str]]:
     """Check the server options; return a context manager giving the started servers, and notes.
 
@@ -284,6 +289,7 @@ def _servers(
             startup_timeout_s=startup_timeout_s,
             log_dir=log_dir,
             max_model_len=max_model_len,
+            usage_stats=usage_stats,
         )
         return ServerGroup(launched), notes
     if server_kind not in ("vllm", "transformers", "openai"):

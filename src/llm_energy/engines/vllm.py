@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -50,6 +51,11 @@ VllmMode = Literal["cudagraphs", "eager"]
 DEFAULT_MAX_MODEL_LEN = 8192 + 512
 """Longest sequence (input + output tokens) the engine is built for unless configured, clipped to the
 architecture's `max_context_tokens`."""
+
+NO_USAGE_STATS_ENV: dict[str, str] = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+"""Environment that keeps vLLM from sending usage statistics (vLLM's opt-out variables). Set unless
+`usage_stats` is True, by the engine (in this process, before vLLM is imported) and by the server
+launcher (in the server's environment): measurements should not phone home."""
 
 _ARCHITECTURES_BY_MODEL_TYPE: dict[str, str] = {
     "llama": "LlamaForCausalLM",
@@ -85,6 +91,9 @@ class VllmEngineConfig(BaseModel):
         0.85, gt=0, le=1, description="fraction of device memory vLLM may take (weights + KV cache)"
     )
     enable_prefix_caching: bool = Field(False, description="must stay False (see module docstring)")
+    usage_stats: bool = Field(
+        False, description="let vLLM report usage statistics (off: VLLM_NO_USAGE_STATS=1, DO_NOT_TRACK=1)"
+    )
 
     @field_validator("init", mode="before")
     @classmethod
@@ -156,6 +165,10 @@ class VllmEngine:
         from llm_energy.compat import shield_broken_amdsmi
 
         shield_broken_amdsmi()  # vLLM's engine processes import Ray, which imports amdsmi unguarded
+        if not self.config.usage_stats:
+            # Before the import: vLLM (and its engine-core processes, which inherit the environment)
+            # read these to decide whether to report usage.
+            os.environ.update(NO_USAGE_STATS_ENV)
         from vllm import LLM
 
         model_dir = self.arch.path or self._write_config_dir()

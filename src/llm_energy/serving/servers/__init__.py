@@ -159,6 +159,7 @@ def launch_servers(
     cache_root: Path | None = None,
     transformers_cb: tuple[int, int, int] = (256, 64, 2048),
     max_model_len: int | None = None,
+    usage_stats: bool = False,
 ) -> list[ServerProcess]:
     """Return (not started) `replicas` servers of `kind` for bundled architecture `model`.
 
@@ -176,6 +177,7 @@ def launch_servers(
         cache_root: transformers only: checkpoint cache root.
         transformers_cb: transformers only: (block size, number of blocks, max batch tokens).
         max_model_len: vLLM only: `--max-model-len` (None: vLLM engine's default, 8704).
+        usage_stats: vLLM only: let vLLM report usage statistics (off by default).
 
     Raises:
         ConfigError: Unknown kind or model, replicas < 1, or a bad device; before anything starts.
@@ -199,7 +201,9 @@ def launch_servers(
             {} if startup_timeout_s is None else {"startup_timeout_s": startup_timeout_s}
         )
         if kind == "vllm":
-            config = VllmServerConfig(mode, max_num_seqs=max_num_seqs, max_model_len=max_model_len)
+            config = VllmServerConfig(
+                mode, max_num_seqs=max_num_seqs, max_model_len=max_model_len, usage_stats=usage_stats
+            )
             servers.append(vllm_server(arch, config, env=env, log_path=log, **timeout))
         else:
             block, blocks, batch_tokens = transformers_cb

@@ -45,6 +45,8 @@ class VllmServerConfig:
             replay passes its longest request, `max_model_len_for`).
         gpu_memory_utilization: `--gpu-memory-utilization`.
         seed: `--seed`.
+        usage_stats: Let vLLM report usage statistics; by default the server runs with
+            `VLLM_NO_USAGE_STATS=1` and `DO_NOT_TRACK=1` (`engines.vllm.NO_USAGE_STATS_ENV`).
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class VllmServerConfig:
         max_model_len: int | None = None,
         gpu_memory_utilization: float = 0.85,
         seed: int = 0,
+        usage_stats: bool = False,
     ) -> None:
         if mode not in ("cudagraphs", "eager"):
             raise ConfigError(f"vllm server mode must be cudagraphs or eager, got {mode!r}")
@@ -69,6 +72,7 @@ class VllmServerConfig:
         self.max_model_len = max_model_len
         self.gpu_memory_utilization = gpu_memory_utilization
         self.seed = seed
+        self.usage_stats = usage_stats
 
 
 def max_model_len_for(
@@ -176,7 +180,7 @@ def vllm_server(
     """
     import importlib.util
 
-    from llm_energy.engines.vllm import DEFAULT_MAX_MODEL_LEN
+    from llm_energy.engines.vllm import DEFAULT_MAX_MODEL_LEN, NO_USAGE_STATS_ENV
 
     if check_installed and importlib.util.find_spec("vllm") is None:
         raise ConfigError("--server vllm needs vLLM installed here (pip install 'llm-energy[vllm]')")
@@ -187,7 +191,8 @@ def vllm_server(
     model_dir = vllm_config_dir(arch)
 
     def build(port: int) -> LaunchSpec:
-        return LaunchSpec(vllm_command(model_dir, port, config, max_model_len), {}, "/health")
+        env = {} if config.usage_stats else dict(NO_USAGE_STATS_ENV)
+        return LaunchSpec(vllm_command(model_dir, port, config, max_model_len), env, "/health")
 
     return ServerProcess(
         "vllm",

@@ -444,10 +444,10 @@ def parse_spec(text: str, source: str = "<spec>", default_name: str = "sweep") -
 
 
 def _check_names_and_lengths(spec: SweepSpec) -> tuple[tuple[Any, ...], str] | None:
-    """Return (location, message) of the first unknown model/engine/mode or impossible length."""
+    """Return (location, message) of the first unknown model/engine/mode, bad option or impossible length."""
     for i, eng in enumerate(spec.engines):
         try:
-            check_mode(eng.engine, eng.mode)
+            _check_engine_options(eng.engine, check_mode(eng.engine, eng.mode), dict(eng.model_extra or {}))
         except ConfigError as exc:
             return ("engines", i), str(exc)
     if all(eng.engine == "simulated" for eng in spec.engines):

@@ -7,6 +7,13 @@ Modes (the software-stack axis of the seed study):
 * `cudagraphs` — static KV cache + `torch.compile(mode="reduce-overhead")`: kernels replayed from
   CUDA graphs, removing the per-step launch overhead that makes eager decode launch-bound.
 
+Both static-cache modes decode with attention `grouped_sdpa` (`hf_attention`). transformers' `sdpa`
+copies every layer's whole static cache ``num_attention_heads / num_key_value_heads`` times per decode
+step (a masked call cannot use SDPA's native grouped-query path). By byte count that is 3x the memory
+traffic of a Llama-3.1-8B decode step at batch 64 (64 GB instead of 21 GB; eager moves 30 GB), the likely
+reason CUDA graphs cost more energy per token than eager there (`benchmarks/hf_decode_profile.py`
+measures both paths). `grouped_attention: false` keeps transformers' `sdpa` (the old path, for comparison).
+
 We run our own loop instead of `model.generate` so that prefill and decode are separate calls the
 runner can put in separate meter windows, the output length is exact (no EOS check at all), and
 only the last position's logits are computed (`logits_to_keep=1`). Compilation and CUDA-graph
@@ -70,6 +77,11 @@ class HFEngineConfig(TransformersConfig):
     top_k: int = Field(50, description="most likely tokens top-k keeps (>= 1; capped at the vocabulary)")
     num_beams: int = Field(4, description="beams per request of beam search (>= 2)")
     warmup: bool = Field(True, description="eager only: warm up in prepare (validate warms up once instead)")
+    grouped_attention: bool = Field(
+        True,
+        description="compiled/cudagraphs: decode attention reads the static cache's grouped K/V heads "
+        "in place (false: transformers' sdpa, which copies them every step)",
+    )
 
     @field_validator("temperature")
     @classmethod
@@ -246,7 +258,10 @@ class HFEngine(SeparateDecodeMixin):
                 )
             elif decoding == "beam":
                 step = self._forward_beam
+            from llm_energy.engines.hf_attention import set_decode_attention
+
             if self.config.mode == "eager":
+                set_decode_attention(self.model, grouped=False)  # a model shared with a static mode
                 self._step = step
             else:
                 from transformers import StaticCache
@@ -255,6 +270,7 @@ class HFEngine(SeparateDecodeMixin):
                 # sweep over many shapes neither leaks memory nor hits dynamo's recompile limit and
                 # silently falls back to eager.
                 torch._dynamo.reset()
+                set_decode_attention(self.model, grouped=self.config.grouped_attention)
                 self._cache = StaticCache(
                     config=self.model.config, max_cache_len=batch.input_tokens + batch.output_tokens
                 )
@@ -468,7 +484,8 @@ class HFEngine(SeparateDecodeMixin):
     def _rewind_static_cache(self, position: int, cache: Any = None) -> None:
         # transformers' StaticLayer writes at its own `cumulative_length` counter (a static-address
         # tensor), not at the cache_position we pass; set it in place so graphs stay valid. Stale
-        # entries beyond `position` are masked by the causal mask built from cache_position.
+        # entries beyond `position` are masked by the causal mask, which transformers builds from
+        # that counter.
         for layer in (self._cache if cache is None else cache).layers:
             if getattr(layer, "is_initialized", False):
                 layer.cumulative_length.fill_(position)
@@ -485,6 +502,9 @@ class HFEngine(SeparateDecodeMixin):
             facts["top_p"] = c.top_p
         if c.decoding == "beam":
             facts["num_beams"] = c.num_beams
+        attention = getattr(getattr(self.model, "config", None), "_attn_implementation", None)
+        if attention is not None:  # grouped_sdpa in the static-cache modes (module docstring)
+            facts["attention"] = attention
         experts = getattr(getattr(self.model, "config", None), "_experts_implementation", None)
         if experts is not None and num_experts(self.arch) > 1:  # grouped_mm vs a per-expert loop: MoE cost
             facts["experts_implementation"] = experts

@@ -20,6 +20,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from llm_energy.errors import ConfigError, LlmEnergyError
 
@@ -38,6 +39,18 @@ def esc(value: object) -> str:
     markup: `[/x]` crashes it, `[bold]x[/bold]` is rendered.
     """
     return escape(str(value))
+
+
+def fold(table: Table) -> Table:
+    """Return `table` with every column folding what does not fit, never cutting it.
+
+    At any width (80 columns included) an identifier or a number wraps onto the next line instead of
+    being cut to "llama-3.1-7…".
+    """
+    for column in table.columns:
+        column.overflow = "fold"
+        column.no_wrap = False
+    return table
 
 
 def say(message: str) -> None:

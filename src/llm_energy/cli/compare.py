@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from llm_energy.cli import JsonOption, _engine_options, _guard, app, console, esc, say
+from llm_energy.cli import JsonOption, _engine_options, _guard, app, console, esc, fold, say
 from llm_energy.errors import ConfigError
 
 
@@ -162,7 +162,7 @@ def _render(c: Any) -> None:
         f"{c.ratio:.3f}",
     )
     table.add_row("batch", f"peak {c.max_concurrency} in flight", f"{c.batch_size}", "")
-    console.print(table)
+    console.print(fold(table))
     console.print(f"online window: {on.window}", highlight=False, markup=False)
     console.print(f"offline window: {off.window}", highlight=False, markup=False)
     for w in c.online_windows:

@@ -24,6 +24,7 @@ from llm_energy.cli import (
     console,
     err_console,
     esc,
+    fold,
 )
 from llm_energy.engines import ENGINE_MODES, ENGINES
 from llm_energy.errors import ConfigError
@@ -338,7 +339,7 @@ def render_runs(results: Sequence[RunResult], db_path: Path) -> None:
             str(rows[0]["repetitions"]),
             source or "-",
         )
-    console.print(table)
+    console.print(fold(table))
     console.print(
         f"compile/warm-up {first.compile_s:.1f} s (excluded) · load {first.load_s:.1f} s · "
         f"stored in {esc(db_path)} as {', '.join(r.run_id[:8] for r in ok)}"
@@ -386,7 +387,7 @@ def env(as_json: JsonOption = False) -> None:
         table.add_row("gpu update period", f"{gpu.get('update_period_s', 0) * 1e3:.0f} ms")
     table.add_row("cpu meters", esc("; ".join(info["cpu_meters"])))
     table.add_row("versions", esc(", ".join(f"{k} {v}" for k, v in info["versions"].items() if v)))
-    console.print(table)
+    console.print(fold(table))
     for note in info["notes"]:
         console.print(f"[yellow]note:[/] {esc(note)}")
 
@@ -414,7 +415,7 @@ def models(as_json: JsonOption = False) -> None:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     table = Table(title="bundled architectures (random weights; or pass a local checkpoint dir)")
-    for col in ("name", "type", "params", "layers", "hidden", "context", "bf16 weights"):
+    for col in ("name", "type", "params", "layers", "hidden", "context", "bf16 GB"):
         table.add_column(col)
     for r in rows:
         table.add_row(
@@ -424,9 +425,9 @@ def models(as_json: JsonOption = False) -> None:
             str(r["layers"]),
             str(r["hidden"]),
             str(r["context"]),
-            f"{r['bf16_weights_gb']:.2f} GB",
+            f"{r['bf16_weights_gb']:.2f}",
         )
-    console.print(table)
+    console.print(fold(table))
 
 
 @app.command()

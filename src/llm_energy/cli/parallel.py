@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from llm_energy.cli import DbOption, JsonOption, _guard, _open_store, app, console, esc
+from llm_energy.cli import DbOption, JsonOption, _guard, _open_store, app, console, esc, fold
 
 
 @app.command("tp-compare")
@@ -78,4 +78,4 @@ def tp_compare(
             f"{r['tp_latency_s']:.3f}",
             f"{r['latency_ratio_tp_over_replicas']:.3f}",
         )
-    console.print(table)
+    console.print(fold(table))

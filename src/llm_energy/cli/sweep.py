@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from llm_energy.cli import DbOption, _guard, _open_store, app, console, err_console, esc
+from llm_energy.cli import DbOption, _guard, _open_store, app, console, err_console, esc, fold
 from llm_energy.cli.measure import AllowGpuSettingsOption, _recover_gpu_settings
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def _print_dry_run(spec: SweepSpec, points: Sequence[Point], *, allowed: bool) -
             *(gpu_cols if settings else []),
             p.point_id(),
         )
-    console.print(table)
+    console.print(fold(table))
     if settings and not allowed:
         console.print(
             "[yellow]this sweep changes GPU settings: running it needs `allow_gpu_settings: true` in the "

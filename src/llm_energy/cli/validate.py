@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from llm_energy.cli import JsonOption, _engine_options, _guard, app, console, esc, say
+from llm_energy.cli import JsonOption, _engine_options, _guard, app, console, esc, fold, say
 from llm_energy.errors import ConfigError
 
 
@@ -138,6 +138,6 @@ def _render(result: Any, errors: list[Any] | None, *, profile_given: bool) -> No
                 f"{e.ratio:.3f}",
                 f"{e.rel_error:+.1%}",
             )
-        console.print(table)
+        console.print(fold(table))
     elif not profile_given:
         console.print("no --profile given: measured only (compare later with --measured FILE --profile P)")

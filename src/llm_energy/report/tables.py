@@ -36,10 +36,10 @@ def runs_table(frame: pd.DataFrame, *, title: str = "Runs per configuration") ->
 
     table = Table(title=Text(title), show_lines=False)
     for name in ("model", "engine", "mode"):
-        table.add_column(name)
+        table.add_column(name, overflow="fold")  # at 80 columns an identifier wraps, never "llama-3.1-7…"
     for name in ("B", "in", "out", "runs", "J/out tok", "prefill", "ms/tok", "tok/s", "W"):
-        table.add_column(name, justify="right")
-    table.add_column("flags")
+        table.add_column(name, justify="right", overflow="fold")
+    table.add_column("flags", overflow="fold")
     if not len(frame):
         return table
     for r in config_summary(frame).itertuples():

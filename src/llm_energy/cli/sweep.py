@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -106,9 +107,37 @@ def _print_dry_run(spec: SweepSpec, points: Sequence[Point], *, allowed: bool) -
         )
     est = estimate_gpu_s(points, RunOptions(target_window_s=spec.window_s, repeats=spec.repeats), spec.idle_s)
     console.print(
-        f"estimated GPU time ≤ {est / 60:.0f} min (rough: load, compile per point, 3 windows per "
-        "repeat; points already stored are skipped when run)"
+        f"estimated {_device_time(points)} time {_minutes(est)} (rough: load, compile per point, 3 windows "
+        "per repeat; points already stored are skipped when run)"
     )
+
+
+def _minutes(seconds: float) -> str:
+    """`< 1 min` under a minute (never `≤ 0 min`), else `≤ N min` rounded up."""
+    return "< 1 min" if seconds < 60 else f"≤ {math.ceil(seconds / 60):,} min"
+
+
+def _device_time(points: Sequence[Point]) -> str:
+    """What the estimate is of: GPU time, or wall time where every point runs on the CPU or is simulated."""
+    return "wall" if all(p.device == "cpu" or p.engine == "simulated" for p in points) else "GPU"
+
+
+def _last_point(result: Any) -> str:
+    """The progress bar's note on the last point: its J/token and what the figure is (GPU or CPU estimate)."""
+    from llm_energy.cli.measure import phase_summary
+
+    if result.status != "ok" or "total" not in result.phases:
+        return f"last: {esc(result.status)}"
+    row = phase_summary(result, "total")
+    if row["energy_per_token_j"] is None:
+        return "last: ok"
+    gpu = any(d.startswith("gpu:") for d in row["domains"])
+    what = (
+        ""
+        if gpu and row["source"] == "measured"
+        else f" ({'GPU' if gpu else 'CPU'}, {row['source'] or 'none'})"
+    )
+    return f"last {row['energy_per_token_j']:.4g} J/token{esc(what)}"
 
 
 def _run_with_progress(spec: SweepSpec, total: int, db: Path | None, **kwargs: Any) -> tuple[Any, Path]:
@@ -131,11 +160,7 @@ def _run_with_progress(spec: SweepSpec, total: int, db: Path | None, **kwargs: A
         task = progress.add_task(esc(spec.name), total=total, last="")
 
         def on_point(s: Any) -> None:
-            last = ""
-            if s.last is not None and s.last.status == "ok" and "total" in s.last.phases:
-                last = f"last {s.last.phases['total'].energy_per_token_j:.4g} J/token"
-            elif s.last is not None:
-                last = f"last: {esc(s.last.status)}"
+            last = "" if s.last is None else _last_point(s.last)
             progress.update(task, completed=s.skipped + s.measured + s.infeasible, last=last)
 
         return run_sweep(spec, store, on_point=on_point, **kwargs), store.path

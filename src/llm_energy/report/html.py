@@ -104,6 +104,43 @@ _METHOD: Final = (
 )
 
 
+_METHOD_DOC: Final = "The full method is in <code>docs/methodology.md</code>."
+
+_CPU_ONLY: Final = (
+    "No GPU was metered in {which}: {they} ran on the CPU, so {their} GPU energy columns are empty "
+    "(not 0 J) and {they} are left out of the figures. CPU energy is stored apart ({cpu}) and never "
+    "added to GPU figures."
+)
+
+
+def _method_text(frame: pd.DataFrame) -> str:
+    """The method as it applies to these runs: GPU counters, and what runs without a GPU hold."""
+    if not len(frame) or "env_gpu_count" not in frame.columns:
+        return _METHOD
+    gpu_count = frame["env_gpu_count"].fillna(0)
+    cpu_only = frame[gpu_count.astype(float) == 0]
+    if cpu_only.empty:
+        return _METHOD
+    sources = {
+        str(s)
+        for column in cpu_only.columns
+        if str(column).endswith("_cpu_source")
+        for s in cpu_only[column].dropna()
+        if str(s)
+    }
+    cpu = (
+        "estimated as TDP × utilisation where no RAPL counter was readable"
+        if any("estimated" in s for s in sources)
+        else "measured by RAPL"
+        if sources
+        else "not metered"
+    )
+    if len(cpu_only) == len(frame):
+        return _CPU_ONLY.format(which="these runs", they="they", their="their", cpu=cpu)
+    which = f"{len(cpu_only)} of the {len(frame)} runs"
+    return _METHOD + " " + _CPU_ONLY.format(which=which, they="those", their="their", cpu=cpu)
+
+
 def render_report(
     frame: pd.DataFrame,
     *,
@@ -153,7 +190,7 @@ def render_report(
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">Generated {_e(stamp)} by llm-energy · {_run_counts(frame)}</p>',
         _environment_section(frame, profile),
-        f"<h2>Method</h2><p>{_e(_METHOD)} The full method is in <code>docs/methodology.md</code>.</p>",
+        f"<h2>Method</h2><p>{_e(_method_text(frame))} {_METHOD_DOC}</p>",
         _configurations_section(summary),
         _figures_section(frame, summary, dpi) if figures else "",
     ]

@@ -362,7 +362,7 @@ def _ok_points(
             points = points[points[key] == value]
     if points.empty:
         chosen = ", ".join(f"{k}={v}" for k, v in wanted.items() if v is not None)
-        raise ConfigError("no successful run to plot" + (f" with {chosen}" if chosen else ""))
+        raise ConfigError("no successful run with GPU energy to plot" + (f" with {chosen}" if chosen else ""))
     return points.reset_index(drop=True)
 
 

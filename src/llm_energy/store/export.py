@@ -46,6 +46,7 @@ _METRICS = (
     "repetitions",
     "tokens_per_s",
     "mean_power_w",
+    "gpu_source",
     "cpu_energy_j",
     "cpu_source",
     "flags",
@@ -61,9 +62,11 @@ def frame_of_runs(runs: Iterable[RunResult]) -> pd.DataFrame:
     with another column, or that starts with `env_`, is prefixed `config_`); every `env` key
     prefixed `env_`; then for each phase P of `FRAME_PHASES` that any run has:
 
-    - `P_duration_s`, `P_energy_j`, `P_uncertainty_j`: one repetition, GPU domains only;
+    - `P_duration_s`, `P_energy_j`, `P_uncertainty_j`: one repetition, GPU domains only (NaN, never
+      0 J, for a run without a GPU: its energy is in `P_cpu_energy_j`, estimated or measured);
     - `P_energy_per_token_j`, `P_tokens`, `P_repetitions`, `P_tokens_per_s`;
-    - `P_mean_power_w`: mean GPU power over the window;
+    - `P_mean_power_w`: mean GPU power over the window (NaN without a GPU);
+    - `P_gpu_source`: how the GPU figures were obtained (`measured`, ...; `''` without a GPU);
     - `P_cpu_energy_j`: cpu: and dram: domains per repetition, NaN when none was metered;
     - `P_cpu_source`: their source (`measured`, `estimated`, `estimated+measured` when mixed, `''`
       when none);
@@ -165,15 +168,19 @@ def _phase_cells(phase: PhaseResult) -> dict[str, Any]:
     m = phase.measurement
     cpu_domains = [d for d in m.energy_j if d.startswith(("cpu:", "dram:"))]
     cpu_sources = sorted({str(m.source[d]) for d in cpu_domains if d in m.source})
+    gpu_domains = m.domains("gpu:")
+    # NaN, not 0 J, where no GPU was metered: a CPU-only run's GPU energy is unknown, not zero.
+    gpu = bool(gpu_domains)
     return {
         "duration_s": phase.duration_s,
-        "energy_j": phase.energy_j,
-        "uncertainty_j": phase.uncertainty_j,
-        "energy_per_token_j": phase.energy_per_token_j,
+        "energy_j": phase.energy_j if gpu else math.nan,
+        "uncertainty_j": phase.uncertainty_j if gpu else math.nan,
+        "energy_per_token_j": phase.energy_per_token_j if gpu else math.nan,
         "tokens": phase.tokens,
         "repetitions": phase.repetitions,
         "tokens_per_s": phase.tokens_per_s,
-        "mean_power_w": m.mean_power_w("gpu:"),
+        "mean_power_w": m.mean_power_w("gpu:") if gpu else math.nan,
+        "gpu_source": "+".join(sorted({str(m.source[d]) for d in gpu_domains if d in m.source})),
         # NaN, not 0 J, when no CPU domain was metered: absence is not zero energy.
         "cpu_energy_j": (
             sum(m.energy_j[d] for d in cpu_domains) / phase.repetitions if cpu_domains else math.nan

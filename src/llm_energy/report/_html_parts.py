@@ -32,6 +32,9 @@ figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eae
 figcaption{font-size:.85rem;color:#57606a}
 .note{background:#fff8c5;border:1px solid #d4a72c;padding:.4rem .6rem;font-size:.88rem}
 code{font-size:.85em;background:#f6f8fa;padding:0 .2rem}
+ul.headline{font-size:1.02rem;padding-left:1.2rem}ul.headline li{margin:.3rem 0}
+details{margin-top:1rem}details>summary{cursor:pointer}
+details>summary>h2,details>summary>h3{display:inline-block;margin:0}
 """
 
 

@@ -11,10 +11,12 @@ and it promises:
 - **writing is atomic**: `write_report` writes a temporary file next to the target and renames it,
   so a reader never sees a half-written report.
 
-Sections: environment (GPU, driver, versions from the `env_*` columns), method, one row per
-configuration (`summary.config_summary`), the figures of `plots`, the trace estimate and the
-energy model's fit quality when given, measured validation runs against the models
-(`validation_section`) and the recommendation for a latency SLO (`recommendation_section`, modelled).
+Sections, what a reader came for first: the headline numbers (`headline`), the energy–latency
+frontier and energy against batch size per engine, the trace estimate with its uncertainty, the
+recommendation for a latency SLO (`recommendation_section`, modelled) and measured validation runs
+against the models (`validation_section`); then the other figures of `plots` and the method; the
+tables last, folded (`<details>`): one row per configuration (`summary.config_summary`), the
+environment (`environment_section`) and the energy model's fit quality.
 """
 
 from __future__ import annotations
@@ -22,20 +24,18 @@ from __future__ import annotations
 import base64
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from llm_energy.atomic import write_atomically
 from llm_energy.errors import ConfigError
 from llm_energy.report import plots
 from llm_energy.report._html_parts import (
     _CSS,
-    _distinct,
     _e,
-    _json_list,
-    _json_value,
     _kv_table,
     _list,
     _num,
@@ -46,6 +46,8 @@ from llm_energy.report._html_parts import (
     _td_safe,
     _text,
 )
+from llm_energy.report.environment_section import environment_section
+from llm_energy.report.headline import headline_section
 from llm_energy.report.summary import config_summary
 
 if TYPE_CHECKING:
@@ -60,37 +62,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_TITLE: Final = "llm-energy report"
-
-_ENV_ORDER: Final = (
-    "gpu_name",
-    "gpu_count",
-    "driver",
-    "power_limit_w",
-    "sm_clock_mhz",
-    "mem_clock_mhz",
-    "cpu_model",
-    "cpu_count",
-    "cpu_meters",
-    "python",
-    "platform",
-    "host",
-    "cuda_visible_devices",
-    "env_id",
-)
-_ENV_SKIP: Final = frozenset({"gpus", "versions", "notes"})
-_ENV_LABELS: Final = {
-    "gpu_name": "GPU",
-    "gpu_count": "GPUs",
-    "power_limit_w": "power limit (W)",
-    "sm_clock_mhz": "SM clock at start (MHz)",
-    "mem_clock_mhz": "memory clock (MHz)",
-    "cpu_model": "CPU",
-    "cpu_count": "CPU threads",
-    "cpu_meters": "CPU meters",
-    "python": "Python",
-    "cuda_visible_devices": "CUDA_VISIBLE_DEVICES",
-    "env_id": "environment id",
-}
 
 _METHOD: Final = (
     "Every energy figure is GPU energy in joules read from the board's own cumulative energy counter "
@@ -179,7 +150,7 @@ def render_report(
     """
     stamp = generated_at or datetime.now(UTC).isoformat(timespec="seconds")
     summary = config_summary(frame) if len(frame) else None
-    parts = [
+    head = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         # No network, ever: only inline styles and data: images may load.
@@ -189,25 +160,53 @@ def render_report(
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">Generated {_e(stamp)} by llm-energy · {_run_counts(frame)}</p>',
-        _environment_section(frame, profile),
-        f"<h2>Method</h2><p>{_e(_method_text(frame))} {_METHOD_DOC}</p>",
-        _configurations_section(summary),
-        _figures_section(frame, summary, dpi) if figures else "",
+        headline_section(frame, summary, estimate, recommendation),
     ]
-    if estimate is not None:
-        parts.append(_estimate_section(estimate, dpi if figures else None))
-    if profile is not None:
-        parts.append(_profile_section(profile))
-    if validation:
-        from llm_energy.report.validation_section import validation_section
+    body = _results(frame, summary, estimate, validation, recommendation, dpi if figures else None)
+    tables = [
+        _folded(_configurations_section(summary)),
+        _folded(environment_section(frame, profile)),
+        _folded(_profile_section(profile)) if profile is not None else "",
+    ]
+    method = f"<h2>Method</h2><p>{_e(_method_text(frame))} {_METHOD_DOC}</p>"
+    return "\n".join([*head, *body, method, *tables, "</body></html>"]) + "\n"
 
-        parts.append(validation_section(validation))
+
+def _results(
+    frame: pd.DataFrame,
+    summary: pd.DataFrame | None,
+    estimate: Estimate | None,
+    validation: Sequence[ValidationEntry],
+    recommendation: RecommendationView | None,
+    dpi: int | None,
+) -> list[str]:
+    """What a reader came for, in order.
+
+    The frontier and energy vs batch, the trace estimate, the recommendation, the models against
+    measurements, then the other figures (none when `dpi` is None).
+    """
+    parts = [_lead_figures(frame, summary, dpi)] if dpi is not None else []
+    if estimate is not None:
+        parts.append(_estimate_section(estimate, dpi))
     if recommendation is not None:
         from llm_energy.report.recommendation_section import recommendation_section
 
         parts.append(recommendation_section(recommendation))
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    if validation:
+        from llm_energy.report.validation_section import validation_section
+
+        parts.append(validation_section(validation))
+    if dpi is not None:
+        parts.append(_more_figures(frame, summary, dpi))
+    return parts
+
+
+def _folded(section: str) -> str:
+    """A section (`<h2>title</h2>` then its body) folded: only the title shows until it is opened."""
+    if not section.startswith("<h2>"):
+        return section
+    heading, _, rest = section.partition("</h2>")
+    return f"<details><summary>{heading}</h2></summary>{rest}</details>"
 
 
 def write_report(path: str | Path, html_text: str) -> Path:
@@ -234,71 +233,6 @@ def _run_counts(frame: pd.DataFrame) -> str:
         return f"{len(frame)} runs"
     counts = frame["status"].fillna("unknown").astype(str).value_counts()
     return f"{len(frame)} runs (" + ", ".join(f"{int(n)} {_e(s)}" for s, n in sorted(counts.items())) + ")"
-
-
-def _environment_section(frame: pd.DataFrame, profile: EnergyProfile | None) -> str:
-    env = _environment(frame)
-    note = ""
-    if not env and profile is not None:
-        env = {
-            "gpu_name": [profile.gpu_name],
-            "gpu_count": [profile.gpu_count],
-            "env_id": [profile.env_id],
-            **{f"version of {k}": [v] for k, v in sorted(profile.versions.items())},
-        }
-        note = '<p class="meta">The runs table has no environment columns: shown from the profile.</p>'
-    if not env:
-        return "<h2>Environment</h2><p>No environment recorded.</p>"
-    many = [k for k, values in env.items() if len(values) > 1]
-    if many:
-        note += (
-            '<p class="note">The runs come from more than one environment (they differ in '
-            + ", ".join(_e(k) for k in many)
-            + "): compare figures only within one.</p>"
-        )
-    rows = [
-        (_e(_ENV_LABELS.get(key, key.replace("_", " "))), "; ".join(_text(_json_value(v)) for v in values))
-        for key, values in env.items()
-    ]
-    return "<h2>Environment</h2>" + note + _kv_table(rows, escape=False)
-
-
-def _environment(frame: pd.DataFrame) -> dict[str, list[Any]]:
-    """Distinct values of each `env_*` column (known keys first; versions and notes unpacked)."""
-    env: dict[str, list[Any]] = {}
-    names = [c.removeprefix("env_") for c in frame.columns if str(c).startswith("env_")]
-    ordered = [k for k in _ENV_ORDER if k in names] + sorted(
-        k for k in names if k not in _ENV_ORDER and k not in _ENV_SKIP
-    )
-    for key in ordered:
-        values = _distinct(frame[f"env_{key}"])
-        if values:
-            env[key] = values
-    if "gpus" in names:
-        periods = sorted(
-            {
-                round(float(gpu["update_period_s"]), 4)
-                for cell in _distinct(frame["env_gpus"])
-                for gpu in _json_list(cell)
-                if isinstance(gpu, Mapping) and isinstance(gpu.get("update_period_s"), int | float)
-            }
-        )
-        if periods:
-            env["NVML update period s"] = list(periods)
-    if "versions" in names:
-        versions: dict[str, list[Any]] = {}
-        for cell in _distinct(frame["env_versions"]):
-            parsed = _json_value(cell)
-            if isinstance(parsed, Mapping):
-                for package, version in parsed.items():
-                    if version is not None and version not in versions.setdefault(str(package), []):
-                        versions[str(package)].append(version)
-        env.update({f"version of {k}": v for k, v in versions.items() if v})
-    if "notes" in names:
-        notes = sorted({str(n) for cell in _distinct(frame["env_notes"]) for n in _json_list(cell)})
-        if notes:
-            env["notes"] = notes
-    return env
 
 
 def _configurations_section(summary: pd.DataFrame | None) -> str:
@@ -338,27 +272,48 @@ def _configurations_section(summary: pd.DataFrame | None) -> str:
     )
 
 
-def _figures_section(frame: pd.DataFrame, summary: pd.DataFrame | None, dpi: int) -> str:
+def _lead_figures(frame: pd.DataFrame, summary: pd.DataFrame | None, dpi: int) -> str:
+    """The energy–latency frontier, then energy against batch size, one figure per engine."""
+    if summary is None or summary.empty:
+        return ""
+    figures: list[tuple[str, Callable[[], Figure]]] = [
+        (
+            "Energy against latency per output token; lines join each shape's Pareto frontier "
+            "(no other batch size is both cheaper and faster).",
+            lambda: plots.pareto_frontier(frame),
+        )
+    ]
+    engines = sorted(str(e) for e in summary["engine"].dropna().unique()) if "engine" in frame.columns else []
+    for engine in engines or [""]:
+        subset = frame[frame["engine"].astype(str) == engine] if engine else frame
+        what = f", engine {engine}" if len(engines) > 1 else ""
+        figures.append(
+            (
+                f"Energy per output token against batch size{what} (log-log); error bars are the "
+                "meter's bounds.",
+                partial(plots.energy_vs_batch, subset),
+            )
+        )
+    return "<h2>Energy, latency and batch size</h2>" + "".join(
+        _figure_html(caption, make, dpi) for caption, make in figures
+    )
+
+
+def _more_figures(frame: pd.DataFrame, summary: pd.DataFrame | None, dpi: int) -> str:
+    """The phase split and energy against input and output length."""
     if summary is None or summary.empty:
         return ""
     figures: Sequence[tuple[str, Callable[[], Figure]]] = (
-        (
-            "Energy per output token against batch size (log-log); error bars are the meter's bounds.",
-            lambda: plots.energy_vs_batch(frame),
-        ),
         (
             "Prefill and decode energy per output token of every configuration, stacked.",
             lambda: plots.phase_split(frame),
         ),
         ("Energy per output token against input length.", lambda: plots.energy_vs_length(frame, "input")),
         ("Energy per output token against output length.", lambda: plots.energy_vs_length(frame, "output")),
-        (
-            "Energy against latency per output token; lines join each shape's Pareto frontier "
-            "(no other batch size is both cheaper and faster).",
-            lambda: plots.pareto_frontier(frame),
-        ),
     )
-    return "<h2>Figures</h2>" + "".join(_figure_html(caption, make, dpi) for caption, make in figures)
+    return "<h2>Prefill, decode and length</h2>" + "".join(
+        _figure_html(caption, make, dpi) for caption, make in figures
+    )
 
 
 def _estimate_section(estimate: Estimate, dpi: int | None) -> str:

@@ -120,10 +120,10 @@ def recommendation_section(view: RecommendationView) -> str:
         rows.append(("carbon intensity", f"{_num(view.grid.g_per_kwh)} gCO₂/kWh ({_e(view.grid.label)})"))
     parts.append(_kv_table(rows, escape=False))
     parts.append("<h3>Baselines and the fastest configuration (modelled)</h3>" + _candidates_table(view))
-    parts.append(
-        "<h3>Energy–latency Pareto frontier (modelled)</h3><p>Candidates that no other candidate beats "
-        "on both energy per request and TPOT, fastest first. Feasible: meets the SLO, keeps up with the "
-        "rate and fits in memory.</p>" + _pareto_table(rec)
+    parts.append(  # folded: the frontier can hold dozens of candidates
+        "<details><summary><h3>Energy–latency Pareto frontier (modelled)</h3></summary><p>Candidates that "
+        "no other candidate beats on both energy per request and TPOT, fastest first. Feasible: meets the "
+        "SLO, keeps up with the rate and fits in memory.</p>" + _pareto_table(rec) + "</details>"
     )
     if rec.notes:
         parts.append("<ul>" + "".join(f'<li class="meta">{_e(n)}</li>' for n in rec.notes) + "</ul>")

@@ -1,8 +1,10 @@
 """Executors run groups of points and stream results back to the driver, which alone writes the store.
 
 * `local` — one process; each group's model stays loaded across its points.
-* `ray` — each group becomes a Ray actor holding `num_gpus` GPUs (= its tensor-parallel size, 1 by
-  default); the driver calls it point by point, so results arrive as they finish. A worker that dies
+* `ray` — each group becomes a Ray actor holding the GPUs its points need (`gpus_needed`: its
+  tensor-parallel size, none for CPU or simulated points); the driver calls it point by point, so
+  results arrive as they finish. A spec whose points need more GPUs than any node of the cluster has
+  is refused before anything runs (an actor asking for them would wait forever). A worker that dies
   mid-point turns that point into an `error` result and the group goes on with a fresh actor.
   `pip install llm-energy[ray]`.
 """
@@ -80,6 +82,19 @@ class LocalExecutor:
                 worker.close()
 
 
+def gpus_needed(point: Point, *, cluster_has_gpus: bool = True) -> int:
+    """Return the GPUs the actor measuring `point` must hold.
+
+    None for the simulated engine or a CPU point (and for `auto` on a cluster without GPUs, where it
+    runs on the CPU); else the point's tensor-parallel size.
+    """
+    if point.engine == "simulated" or point.device == "cpu":
+        return 0
+    if point.device == "auto" and not cluster_has_gpus:
+        return 0
+    return point.tp_size
+
+
 def _planned(group: Group, plan: Callable[[Point], bool]) -> Iterator[Point]:
     # Lazy: `plan` is asked when a point comes up, so an OOM earlier in the group can rule out
     # larger batches of the same shape.
@@ -92,8 +107,7 @@ class RayExecutor:
     Args:
         options: How each point is measured.
         address: Ray cluster address (`auto`, `ray://...`) or None to start a local one.
-        num_gpus: GPUs per actor (the tensor-parallel size).
-        init_kwargs: Extra `ray.init` arguments (tests pass `num_cpus=2`).
+        init_kwargs: Extra `ray.init` arguments (e.g. `num_cpus` for a local cluster).
     """
 
     name: ClassVar[str] = "ray"
@@ -105,7 +119,6 @@ class RayExecutor:
         idle_s: float = 2.0,
         sweep_name: str = "",
         address: str | None = None,
-        num_gpus: float = 1.0,
         **init_kwargs: Any,
     ) -> None:
         worker_env = shield_broken_amdsmi()
@@ -117,7 +130,7 @@ class RayExecutor:
         self.options = options
         self.idle_s = idle_s
         self.sweep_name = sweep_name
-        self.num_gpus = num_gpus
+        self.node_gpus = 0.0
         if not ray.is_initialized():
             runtime_env = {"env_vars": worker_env} if worker_env else None
             ray.init(
@@ -129,15 +142,33 @@ class RayExecutor:
             )
 
     def _actor(self, first: Point) -> Any:
-        remote = self.ray.remote(GroupWorker).options(
-            num_gpus=0 if first.engine == "simulated" else self.num_gpus, max_restarts=0
-        )
+        gpus = gpus_needed(first, cluster_has_gpus=self.node_gpus > 0)
+        remote = self.ray.remote(GroupWorker).options(num_gpus=gpus, max_restarts=0)
         return remote.remote(first, self.options, idle_s=self.idle_s, sweep_name=self.sweep_name)
+
+    def check_resources(self, groups: Sequence[Group]) -> None:
+        """Refuse groups whose points need more GPUs than the cluster's largest node has.
+
+        Raises:
+            ConfigError: naming the first such point, what it needs and what the cluster has.
+        """
+        nodes = [n for n in self.ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
+        self.node_gpus = max((float(n.get("Resources", {}).get("GPU", 0.0)) for n in nodes), default=0.0)
+        for group in groups:
+            first = group[0]
+            need = gpus_needed(first, cluster_has_gpus=self.node_gpus > 0)
+            if need > self.node_gpus:
+                raise ConfigError(
+                    f"point {first.model} {first.engine}/{first.mode} on {first.device} needs {need} GPU(s), "
+                    f"but no node of the Ray cluster has more than {self.node_gpus:g}: use a cluster with "
+                    "GPUs, or device: cpu for CPU points"
+                )
 
     def run(self, groups: Sequence[Group], sink: ResultSink, plan: Callable[[Point], bool]) -> None:
         """Run each group in its own actor, points in order, killed points recorded as errors."""
         from ray.exceptions import GetTimeoutError, RayActorError
 
+        self.check_resources(groups)
         timeout_s = None if self.options.time_limit_s is None else 3 * self.options.time_limit_s
         for group in groups:
             todo = _planned(group, plan)

@@ -68,7 +68,7 @@ def test_estimate_and_report_cli_take_a_region_and_price(tmp_path):
         app, ["estimate", "--trace", "azure-code", "--carbon-intensity", "world", "--json"]
     )
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["carbon_g_per_kwh"] == regions()["world"] and "world" in data["carbon_source"]
     assert data["footprint"]["co2_kg_per_day"] > 0
     assert runner.invoke(app, ["estimate", "--carbon-intensity", "atlantis"]).exit_code == 2

@@ -37,6 +37,7 @@ CLASS_NAMES = ("input ≤ 1k", "input 1k–8k", "input 8k–32k", "input > 32k")
 _HIST_LO, _HIST_HI, _HIST_BINS = 1e-4, 1e8, 5600
 """Per-request energy histogram: log-spaced, 1e-4 J to 1e8 J, each bin 0.5% wide."""
 
+
 @dataclass(frozen=True)
 class Estimate:
     """Energy of a trace under one profile and method (GPU energy; joules unless the name says)."""
@@ -98,7 +99,7 @@ class Estimate:
 
     @property
     def scaled_total_j(self) -> float:
-        """Total scaled to every request of the trace (differs from `total_j` only when requests were dropped)."""
+        """Total scaled to every request of the trace (not `total_j` only when requests were dropped)."""
         return self.total_j * self.requests_total / self.requests if self.requests else float("nan")
 
     @property
@@ -126,8 +127,15 @@ class Estimate:
         """JSON-ready summary (derived figures included)."""
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         for k in (
-            "total_kwh", "j_per_output_token", "prefill_share", "flops_ratio", "co2_g", "cost",
-            "outside_energy_share", "outside_request_share", "scaled_total_j",
+            "total_kwh",
+            "j_per_output_token",
+            "prefill_share",
+            "flops_ratio",
+            "co2_g",
+            "cost",
+            "outside_energy_share",
+            "outside_request_share",
+            "scaled_total_j",
         ):
             out[k] = getattr(self, k)
         out["footprint"] = self.footprint().to_dict()
@@ -224,7 +232,16 @@ def estimate_chunks(
     """Estimate a trace given as chunks of (input tokens, output tokens), accumulating chunk by chunk.
 
     Args:
+        chunks: (input tokens, output tokens) arrays, one pair per chunk, in trace order.
+        profile: The fitted profile.
+        method: A model of `MODELS` (default `physical`).
+        batch_size: Run every request at this batch (default: the model's own choice).
         strict_range: Refuse (ConfigError) when any request lies outside the calibrated range.
+        duration_s: The trace's span, for per-day figures.
+        carbon_g_per_kwh: Grid intensity for CO2 (None: not computed).
+        price_per_kwh: Electricity price (None: not computed).
+        profile_name: How the profile is named in the output (default: its description).
+        carbon_source: Where the intensity comes from.
         progress: Called with the number of requests done after each chunk (or None).
 
     Raises:
@@ -326,7 +343,7 @@ def batch_for_rate(
 
 
 def _physical_batch_for_rate(profile: EnergyProfile, rate_per_s: float, lin: float, lout: float) -> int:
-    """Little's law on the physical model: B ← rate × (prefill at B / B + decode steps at B), within capacity."""
+    """Little's law on the physical model: B ← rate × (prefill at B / B + decode at B), within capacity."""
     m = profile.physical
     assert m is not None
     b_max = float(m.max_batch(lin, lout))

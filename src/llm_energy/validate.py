@@ -456,6 +456,19 @@ def padded_estimate_j(profile: EnergyProfile, run: ValidationRun) -> tuple[float
     return binned, binned_unc, param, param_unc
 
 
+def physical_padded_j(profile: EnergyProfile, run: ValidationRun) -> tuple[float, float]:
+    """The physical model of a static run: each padded batch at its longest input and output (J, 1-σ J)."""
+    model = profile.physical
+    assert model is not None
+    rows, lin, lout = padded_shapes(
+        np.asarray(run.input_tokens), np.asarray(run.output_tokens), run.batch_size
+    )
+    cost = model.batch_cost(rows, lin, lout)
+    total = cost.prefill_j + cost.decode_j
+    rel = model.errors.relative(model.coverage.octaves_outside(rows, lin, lout))
+    return float(total.sum()), float((rel * total).sum())
+
+
 def compare(run: ValidationRun, profile: EnergyProfile) -> list[ModelError]:
     """Estimates of the run's requests by each model, beside the measured energy.
 
@@ -483,7 +496,8 @@ def compare(run: ValidationRun, profile: EnergyProfile) -> list[ModelError]:
     batch = min(run.batch_size, run.requests)
     out: list[ModelError] = []
     flops: tuple[float, float] | None = None
-    for method in ("binned", "p1", "parametric"):
+    methods = [m for m in ("physical", "binned", "p1", "parametric") if m != "physical" or profile.physical]
+    for method in methods:
         est = estimate_trace(lin, lout, profile, method=method, batch_size=batch)
         if est.dropped:
             # p1 drops requests above its caps; scale its per-request mean to the whole sample.
@@ -498,11 +512,22 @@ def compare(run: ValidationRun, profile: EnergyProfile) -> list[ModelError]:
             )
         else:
             out.append(ModelError(method, est.total_j, est.uncertainty_j, run.energy_j))
-        if method == "binned":
+        if flops is None:
             flops = (est.flops_j, est.flops_half_util_j)
+        if method == "physical" and run.batching == "continuous":
+            from llm_energy.modeling.continuous import run_continuous
+
+            assert profile.physical is not None
+            replay = run_continuous(profile.physical, lin, lout, max_num_seqs=run.batch_size)
+            rel = est.uncertainty_j / est.total_j if est.total_j else 0.0
+            out.append(
+                ModelError("physical-continuous", replay.energy_j, rel * replay.energy_j, run.energy_j)
+            )
     if run.batching == "static":
         b_j, b_u, p_j, p_u = padded_estimate_j(profile, run)
-        out.insert(1, ModelError("binned-padded", b_j, b_u, run.energy_j))
+        if profile.physical is not None:
+            out.insert(1, ModelError("physical-padded", *physical_padded_j(profile, run), run.energy_j))
+        out.insert(len(out) - 2, ModelError("binned-padded", b_j, b_u, run.energy_j))
         out.append(ModelError("parametric-padded", p_j, p_u, run.energy_j))
     assert flops is not None
     out.append(ModelError("flops", flops[0], 0.0, run.energy_j))

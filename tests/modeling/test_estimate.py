@@ -55,7 +55,8 @@ def test_p1_drops_and_counts_requests_above_the_caps(profile):
 
 
 def test_largest_feasible_batch_is_the_default(profile):
-    """Without --batch-size, requests run at the largest batch the calibration ran (16), not batch 1."""
+    """Without --batch-size, requests run at the largest batch the engine runs: the simulated engine has no
+    KV cache or concurrency cap, so the largest batch its calibration ran (16), not batch 1."""
     lin, lout = np.full(10, 512), np.full(10, 128)
     default = estimate_trace(lin, lout, profile)
     single = estimate_trace(lin, lout, profile, batch_size=1)
@@ -83,7 +84,7 @@ def test_profile_round_trip_and_bad_files(profile, tmp_path):
         estimate_trace(lin, lout, profile).total_j
     )
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ConfigError, match="not a valid"):
+    with pytest.raises(ConfigError, match="not an llm-energy profile .not JSON"):
         load_profile(tmp_path / "bad.json")
     (tmp_path / "foreign.json").write_text('{"hello": 1}')
     with pytest.raises(ConfigError, match="not an llm-energy profile"):
@@ -126,7 +127,7 @@ def test_estimate_cli_runs_offline_and_fit_cli(tmp_path, sim_calibration_spec):
     runner = CliRunner()
     result = runner.invoke(app, ["estimate", "--trace", "azure-code", "--carbon-intensity", "400", "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["requests"] == 8819 and data["co2_g"] > 0 and data["flops_ratio"] > 1
     bad = runner.invoke(app, ["estimate", "--trace", str(tmp_path / "nope.csv")])
     assert bad.exit_code == 2

@@ -53,14 +53,21 @@ def run_estimate(
     def chunks() -> Any:
         for c in iter_trace_chunks(trace, input_col=input_col, output_col=output_col, time_col=time_col):
             if c.arrival_s is not None and len(c.arrival_s):
-                span[0], span[1] = min(span[0], float(c.arrival_s.min())), max(span[1], float(c.arrival_s.max()))
+                span[0], span[1] = (
+                    min(span[0], float(c.arrival_s.min())),
+                    max(span[1], float(c.arrival_s.max())),
+                )
             yield c.input_tokens, c.output_tokens
 
     from rich.console import Console
 
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-        console=Console(stderr=True), transient=True, disable=not show_progress,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not show_progress,
     ) as bar:
         task = bar.add_task("estimating: 0 requests", total=None)
         est = estimate_chunks(
@@ -87,7 +94,9 @@ def render_estimate(console: Console, est: Estimate, trace: str, bins: int) -> N
     table = Table(
         title=escape(f"{trace}: {est.requests:,} requests · {est.method} · {est.profile}"), show_header=False
     )
-    table.add_row("total GPU energy", f"{est.total_kwh:.4f} kWh ± {rel:.1%} (1σ)  ({est.total_j / 1e3:,.1f} kJ)")
+    table.add_row(
+        "total GPU energy", f"{est.total_kwh:.4f} kWh ± {rel:.1%} (1σ)  ({est.total_j / 1e3:,.1f} kJ)"
+    )
     table.add_row(
         "per request",
         f"mean {est.request_mean_j:.1f} J · p50 {est.request_p50_j:.1f} J · p90 {est.request_p90_j:.1f} J",
@@ -118,7 +127,8 @@ def render_estimate(console: Console, est: Estimate, trace: str, bins: int) -> N
     if est.dropped:
         table.add_row(
             "dropped (p1 rule)",
-            f"{est.dropped:,} of {est.requests_total:,} requests above the bins' caps; kept {est.requests:,}; "
+            f"{est.dropped:,} of {est.requests_total:,} requests above the bins' caps; "
+            f"kept {est.requests:,}; "
             f"scaled to every request: {est.scaled_total_j / 3.6e6:.4f} kWh",
         )
     console.print(table)
@@ -127,8 +137,11 @@ def render_estimate(console: Console, est: Estimate, trace: str, bins: int) -> N
         ct.add_column(col, justify="right")
     for c in est.per_class:
         ct.add_row(
-            c["class"], f"{c['requests']:,}", f"{c['energy_j'] / 1e3:,.1f}",
-            f"{c['rel_uncertainty']:.1%}", f"{c['outside_energy_share']:.0%}",
+            c["class"],
+            f"{c['requests']:,}",
+            f"{c['energy_j'] / 1e3:,.1f}",
+            f"{c['rel_uncertainty']:.1%}",
+            f"{c['outside_energy_share']:.0%}",
         )
     console.print(ct)
     if est.per_bin:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from llm_energy.cli import (
     DbOption,
@@ -107,11 +107,18 @@ def fit(
         return prof
 
     prof = _guard(run)
-    q = prof.fit_quality
+    q = prof.fit_quality.get("loo_energy", {})
+    source = prof.fit_quality.get("energy_source", "gpu")
     console.print(
-        f"wrote {out}: {prof.describe()}; parametric rms error prefill "
-        f"{prof.parametric.prefill_rms_rel_error:.1%}, decode {prof.parametric.decode_rms_rel_error:.1%}"
-        + (f"; grid leave-one-out median {q['loo_median_rel_error']:.1%}" if q else "")
+        escape(f"wrote {out}: {prof.describe()}")
+        + (
+            f"; physical model leave-one-out over all {q['points']:.0f} points: mean "
+            f"{q['mean_abs_rel_error']:.1%}, max {q['max_abs_rel_error']:.1%}"
+            if q
+            else f"; physical model: {prof.fit_quality.get('physical', 'not fitted')}"
+        )
+        + ("" if source == "gpu" else f"; energy from the {escape(source)} (ESTIMATED, not measured)"),
+        soft_wrap=True,
     )
 
 

@@ -402,6 +402,9 @@ class VllmEngine:
             cache = self.llm.llm_engine.vllm_config.cache_config
             facts["kv_cache_blocks"] = getattr(cache, "num_gpu_blocks", None)
             facts["kv_block_tokens"] = getattr(cache, "block_size", None)
+            # The chunk a long prompt is prefilled in (vLLM picks it when the option is left unset).
+            sched = self.llm.llm_engine.vllm_config.scheduler_config
+            facts["scheduler_max_num_batched_tokens"] = getattr(sched, "max_num_batched_tokens", None)
         return facts
 
     def _require_batch(self) -> Batch:

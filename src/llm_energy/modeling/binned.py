@@ -79,8 +79,11 @@ class BinnedModel:
         self._max_batch = max_batch
 
     def max_batch(self, lin: np.ndarray, lout: np.ndarray) -> np.ndarray:
-        """Largest feasible batch at each shape: the engine's limit when given (KV capacity, max_num_seqs), else
-        that of the nearest measured shape no smaller than it."""
+        """Largest feasible batch at each shape.
+
+        The engine's limit when given (KV capacity, max_num_seqs), else that of the nearest measured shape
+        no smaller than it.
+        """
         if self._max_batch is not None:
             return self._max_batch(np.asarray(lin, float), np.asarray(lout, float))
         if not self.feasible:

@@ -44,7 +44,7 @@ def calibration_table(frame: pd.DataFrame) -> pd.DataFrame:
     Raises:
         ConfigError: no usable row.
     """
-    ok = frame[frame["status"] == "ok"].copy()
+    ok = _energy_source(frame[frame["status"] == "ok"].copy())
     need = ["prefill_energy_j", "decode_energy_j", "prefill_duration_s", "decode_duration_s"]
     ok = ok.dropna(subset=need)
     if ok.empty:
@@ -68,8 +68,32 @@ def calibration_table(frame: pd.DataFrame) -> pd.DataFrame:
     )
     table["decode_rel_unc"] = np.maximum(
         table["decode_meter"], (table["decode_std"] / table["decode_j"].abs()).fillna(0)
-    )
-    return table[list(CALIBRATION_COLUMNS)].astype(float)
+    ).fillna(0)
+    table["prefill_rel_unc"] = table["prefill_rel_unc"].fillna(0)
+    out = table[list(CALIBRATION_COLUMNS)].astype(float)
+    out.attrs["energy_source"] = ok.attrs["energy_source"]
+    return out
+
+
+def _energy_source(ok: pd.DataFrame) -> pd.DataFrame:
+    """GPU energy where a GPU was metered; else the CPU figures (a CPU-only or simulated run).
+
+    So the sweep → fit → estimate path works without a GPU; such a table is marked
+    `attrs["energy_source"]`.
+    """
+    ok.attrs["energy_source"] = "gpu"
+    gpu = ok.get("prefill_energy_j")
+    cpu = [f"{p}_cpu_energy_j" for p in ("prefill", "decode", "total")]
+    no_gpu = gpu is None or not (gpu.fillna(0) > 0).any()
+    if no_gpu and all(c in ok.columns for c in cpu) and (ok["prefill_cpu_energy_j"].fillna(0) > 0).any():
+        for phase in ("prefill", "decode", "total"):
+            ok[f"{phase}_energy_j"] = ok[f"{phase}_cpu_energy_j"]
+            ok[f"{phase}_uncertainty_j"] = 0.0
+        source = ok.get("prefill_cpu_source", pd.Series(["estimated"])).dropna()
+        ok.attrs["energy_source"] = (
+            f"cpu ({source.iloc[0] if len(source) else 'estimated'}): no GPU was metered"
+        )
+    return ok
 
 
 def max_feasible_batches(frame: pd.DataFrame) -> dict[tuple[int, int], int]:

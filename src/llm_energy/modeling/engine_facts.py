@@ -18,13 +18,13 @@ import pandas as pd
 from llm_energy.modeling.physical import ShapeConstants
 
 DEFAULT_CHUNK_TOKENS = 8192
-"""Prefill tokens per forward pass when the engine does not say (vLLM's default batched-token budget for a server;
-a static HF batch prefills in one pass, which `passes` covers by taking the whole batch as one chunk)."""
+"""Prefill tokens per forward pass when the engine does not say (vLLM's default batched-token budget of a
+server; a static HF batch prefills in one pass: `passes` then takes the whole batch as one chunk)."""
 
 
 @dataclass(frozen=True)
 class EngineLimits:
-    """Idle power, KV capacity, concurrency cap, prefill chunk and the GPU's peaks, with where each came from."""
+    """Idle power, KV capacity, concurrency cap, prefill chunk and the GPU's peaks, and their sources."""
 
     idle_power_w: float
     kv_capacity_tokens: float
@@ -80,9 +80,9 @@ def engine_limits(
     max_num_seqs: int | None = None,
 ) -> EngineLimits:
     """Read (or derive, and say so) the limits of the engine that produced `frame`'s runs."""
+    from llm_energy.errors import ConfigError
     from llm_energy.modeling.fitting import kv_capacity_from_memory
     from llm_energy.modeling.flops import gpu_spec
-    from llm_energy.errors import ConfigError
 
     ok = frame[frame["status"] == "ok"] if "status" in frame else frame
     facts = _facts(ok)
@@ -95,11 +95,13 @@ def engine_limits(
     if idle is None:
         idle, sources["idle_power_w"] = 0.0, "unknown (0): dynamic energy not separable"
     blocks, block = _first(ok, facts, "kv_cache_blocks"), _first(ok, facts, "kv_block_tokens")
+    peak: float | None = None
+    bw: float | None = None
     try:
         spec = gpu_spec(gpu_name)
         peak, bw = spec.peak_bf16_flops, spec.memory_bandwidth_bps
     except ConfigError:
-        peak = bw = None
+        pass
     if blocks and block:
         kv = float(blocks) * float(block)
         sources["kv_capacity_tokens"] = f"engine: {int(blocks)} KV blocks × {int(block)} tokens"
@@ -107,20 +109,33 @@ def engine_limits(
         memory = _gpu_memory_bytes(ok)
         util = _first(ok, facts, "gpu_memory_utilization") or 0.9
         kv = float(kv_capacity_from_memory(shape, memory, utilisation=float(util))) if memory else 0.0
-        if kv <= 0:
+        if kv <= 0 or memory is None:
             kv = float(shape.max_context_tokens) * float(ok["batch_size"].max())
             sources["kv_capacity_tokens"] = "unknown GPU memory: the largest batch ran × the model's context"
         else:
-            sources["kv_capacity_tokens"] = f"GPU memory {memory / 1e9:.1f} GB × {util} − weights − 8% reserve"
+            sources["kv_capacity_tokens"] = (
+                f"GPU memory {memory / 1e9:.1f} GB × {util} − weights − 8% reserve"
+            )
     seqs = _first(ok, facts, "max_num_seqs")
     sources["max_num_seqs"] = "engine" if seqs else "none (static batches: KV capacity only)"
     if max_num_seqs is not None:
         seqs, sources["max_num_seqs"] = max_num_seqs, "given"
-    chunk = _first(ok, facts, "scheduler_max_num_batched_tokens") or _first(ok, facts, "max_num_batched_tokens")
+    elif not seqs and sources["kv_capacity_tokens"].startswith("unknown"):
+        # Nothing bounds the batch (no engine cap, no memory figure): the largest batch run is all we know.
+        seqs = int(ok["batch_size"].max())
+        sources["max_num_seqs"] = (
+            "the largest batch the calibration ran (no engine limit or GPU memory known)"
+        )
+    chunk = _first(ok, facts, "scheduler_max_num_batched_tokens") or _first(
+        ok, facts, "max_num_batched_tokens"
+    )
     if chunk:
         sources["prefill_chunk_tokens"] = "engine"
     elif ok.get("engine", pd.Series(["?"])).iloc[0] == "vllm":
-        chunk, sources["prefill_chunk_tokens"] = DEFAULT_CHUNK_TOKENS, "vLLM default (not recorded by the runs)"
+        chunk, sources["prefill_chunk_tokens"] = (
+            DEFAULT_CHUNK_TOKENS,
+            "vLLM default (not recorded by the runs)",
+        )
     else:
         # A static engine prefills the whole padded batch in one forward pass.
         chunk, sources["prefill_chunk_tokens"] = 1 << 40, "one pass per batch (static engine)"

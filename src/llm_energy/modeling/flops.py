@@ -28,13 +28,15 @@ class GpuSpec:
     peak_bf16_flops: float
     memory_bandwidth_bps: float
     tdp_w: float
+    memory_bytes: float = 0.0
+    """Device memory as NVML reports it (0 when unknown)."""
 
 
 GPU_SPECS: dict[str, GpuSpec] = {
-    "NVIDIA H100 80GB HBM3": GpuSpec("NVIDIA H100 80GB HBM3", 989e12, 3.35e12, 700.0),
-    "NVIDIA H200": GpuSpec("NVIDIA H200", 989e12, 4.8e12, 700.0),
-    "NVIDIA A100-SXM4-80GB": GpuSpec("NVIDIA A100-SXM4-80GB", 312e12, 2.039e12, 400.0),
-    "NVIDIA RTX A6000": GpuSpec("NVIDIA RTX A6000", 154.8e12, 0.768e12, 300.0),
+    "NVIDIA H100 80GB HBM3": GpuSpec("NVIDIA H100 80GB HBM3", 989e12, 3.35e12, 700.0, 85_520_809_984),
+    "NVIDIA H200": GpuSpec("NVIDIA H200", 989e12, 4.8e12, 700.0, 150_754_820_096),
+    "NVIDIA A100-SXM4-80GB": GpuSpec("NVIDIA A100-SXM4-80GB", 312e12, 2.039e12, 400.0, 85_899_345_920),
+    "NVIDIA RTX A6000": GpuSpec("NVIDIA RTX A6000", 154.8e12, 0.768e12, 300.0, 51_527_024_640),
 }
 """Datasheet values (dense, no sparsity). Measured ceilings are lower: 798 TFLOP/s bf16 GEMM and
 ~3.0 TB/s copy on the lent H100 (docs/results/foundation-h100.md)."""

@@ -89,7 +89,9 @@ class PhysicalEnergy:
 
     def __init__(self, profile: EnergyProfile) -> None:
         if profile.physical is None:
-            raise ConfigError(f"profile {profile.describe()} has no physical model: refit it with `llm-energy fit`")
+            raise ConfigError(
+                f"profile {profile.describe()} has no physical model: refit it with `llm-energy fit`"
+            )
         self.model = profile.physical
 
     def request_energy(
@@ -99,7 +101,11 @@ class PhysicalEnergy:
         lin, lout = _arrays(input_tokens, output_tokens)
         m = self.model
         cap = m.max_batch(lin, lout)
-        batch = cap if batch_size is None else np.minimum(np.broadcast_to(np.asarray(batch_size, float), lin.shape), cap)
+        batch = (
+            cap
+            if batch_size is None
+            else np.minimum(np.broadcast_to(np.asarray(batch_size, float), lin.shape), cap)
+        )
         cost = m.batch_cost(batch, lin, lout)
         pre, dec = cost.prefill_j / batch, cost.decode_j / batch
         octaves = m.coverage.octaves_outside(batch, lin, lout)
@@ -211,7 +217,9 @@ class FlopsEnergy:
         from llm_energy.architectures import load_architecture
         from llm_energy.modeling.flops import FlopsModel, gpu_spec
 
-        self.model = FlopsModel(load_architecture(profile.model), gpu_spec(profile.gpu_name), utilisation=utilisation)
+        self.model = FlopsModel(
+            load_architecture(profile.model), gpu_spec(profile.gpu_name), utilisation=utilisation
+        )
 
     def request_energy(
         self, input_tokens: np.ndarray, output_tokens: np.ndarray, batch_size: Any = None
@@ -221,7 +229,11 @@ class FlopsEnergy:
         pre, dec = self.model.estimate(lin, lout)
         watts = self.model.gpu.tdp_w
         zeros = np.zeros(lin.shape)
-        b = np.ones(lin.shape) if batch_size is None else np.broadcast_to(np.asarray(batch_size, float), lin.shape)
+        b = (
+            np.ones(lin.shape)
+            if batch_size is None
+            else np.broadcast_to(np.asarray(batch_size, float), lin.shape)
+        )
         return RequestEstimate(pre, dec, pre / watts, dec / watts, zeros, b, zeros, np.ones(lin.shape, bool))
 
 

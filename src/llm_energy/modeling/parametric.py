@@ -54,7 +54,7 @@ class ParametricModel:
         Raises:
             ConfigError: fewer than 3 points for a phase.
         """
-        t = table[table["output_len"] >= 2]
+        t = table[(table["output_len"] >= 2) & (table["prefill_j"] > 0) & (table["decode_j"] > 0)]
         if len(t) < 3:
             raise ConfigError(f"the parametric model needs ≥ 3 calibration points, got {len(t)}")
         b, lin, lout = (t[c].to_numpy(float) for c in ("batch_size", "input_len", "output_len"))

@@ -90,7 +90,7 @@ class ShapeConstants:
         return cls(1.0, 1.0, 1.0, 0.0, max_context_tokens=max_context_tokens)
 
     def touched_expert_bytes(self, batch: np.ndarray) -> np.ndarray:
-        """Expert weight bytes a decode step reads when B tokens each pick k of E experts (uniform routing)."""
+        """Expert weight bytes one decode step reads when B tokens each pick k of E experts (uniform)."""
         if not self.experts:
             return np.zeros_like(batch, dtype=float)
         miss = (1.0 - self.experts_per_token / self.experts) ** np.asarray(batch, float)
@@ -102,9 +102,7 @@ PREFILL_TERMS = ("pass", "gemm_flop", "attention_flop")
 DECODE_TERMS = ("step", "expert_byte", "sequence", "kv_byte")
 
 
-def prefill_features(
-    shape: ShapeConstants, tokens: Any, attention_pairs: Any, passes: Any
-) -> np.ndarray:
+def prefill_features(shape: ShapeConstants, tokens: Any, attention_pairs: Any, passes: Any) -> np.ndarray:
     """Feature matrix [passes, GEMM FLOPs, attention FLOPs] of prefill work."""
     t, a, p = (np.asarray(x, float) for x in (tokens, attention_pairs, passes))
     t, a, p = np.broadcast_arrays(t, a, p)
@@ -240,7 +238,7 @@ class PhysicalModel:
         b, i, o = np.broadcast_arrays(*(np.asarray(x, float) for x in (batch, lin, lout)))
         pre_s, pre_j = self.prefill_pass(b * i, b * causal_pairs(i), self.passes(b, i))
         steps = np.maximum(o - 1, 0)
-        # Decode features are linear in context, so the sum over steps is steps × (features at the mean context).
+        # Decode features are linear in context: the sum over steps is steps × (features at the mean context).
         step_s, step_j = self.decode_step(b, b * (i + o / 2))
         return BatchCost(pre_s, pre_j, steps * step_s, steps * step_j)
 
@@ -296,7 +294,9 @@ class PhysicalModel:
         def coef(d: dict[str, Any], n: int) -> Coefficients:
             t, e = tuple(float(x) for x in d["time_s"]), tuple(float(x) for x in d["energy_j"])
             if len(t) != n or len(e) != n:
-                raise ConfigError(f"physical model: expected {n} coefficients per phase, got {len(t)}/{len(e)}")
+                raise ConfigError(
+                    f"physical model: expected {n} coefficients per phase, got {len(t)}/{len(e)}"
+                )
             return Coefficients(t, e)
 
         cov = data["coverage"]
@@ -313,7 +313,7 @@ class PhysicalModel:
         )
 
     def roofline(self, peak_flops: float, bandwidth_bps: float) -> dict[str, float]:
-        """Fitted effective rates beside the GPU's published ones (fraction of peak; > 1 would be unphysical)."""
+        """Fitted effective rates beside the GPU's published ones (fraction of peak; > 1 is unphysical)."""
         pt, dt = self.prefill.time_s, self.decode.time_s
         gemm = 1 / pt[1] if pt[1] > 0 else float("inf")
         attn = 1 / pt[2] if pt[2] > 0 else float("inf")

@@ -16,7 +16,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from llm_energy.atomic import write_atomically
@@ -37,7 +36,7 @@ BUNDLED_PROFILES = {
     "h100-llama-3.1-8b-hf-eager": "h100-llama-3.1-8b-hf-eager.json",
 }
 """Profiles shipped in `llm_energy/data/profiles/`, fitted from the bundled calibration data."""
-DEFAULT_PROFILE = "h100-llama-3.1-8b-vllm"
+DEFAULT_PROFILE = "h200-llama-3.1-8b-vllm"
 
 
 @dataclass(frozen=True)
@@ -175,6 +174,11 @@ def fit_profile(
     """Fit a profile from `Store.runs_frame()` rows, selecting one configuration.
 
     Args:
+        frame: `Store.runs_frame()` rows.
+        model: Select runs of this model.
+        engine: Select runs of this engine.
+        mode: Select runs of this mode.
+        source: Where the runs come from (stored in the profile).
         idle_power_w: Idle board power when the runs do not record it (else their median is used).
         max_num_seqs: The engine's concurrency cap when the runs do not record it.
         cross_validate: Compute the leave-one-out and extrapolation errors (one refit per point).
@@ -207,7 +211,7 @@ def fit_profile(
         feasible=max_feasible_batches(f),
         parametric=ParametricModel.fit(table),
         points=len(table),
-        fit_quality=report,
+        fit_quality={**report, "energy_source": table.attrs.get("energy_source", "gpu")},
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         source=source,
         physical=physical,

@@ -113,7 +113,9 @@ class PhysicalSchema(BaseModel):
         for key, span in self.coverage.items():
             _finite(span, positive=True, what=f"physical.coverage.{key}")
             if len(span) != 2 or span[0] > span[1] or span[0] <= 0:
-                raise ValueError(f"physical.coverage.{key} must be [low, high] with 0 < low ≤ high, got {span}")
+                raise ValueError(
+                    f"physical.coverage.{key} must be [low, high] with 0 < low ≤ high, got {span}"
+                )
         for key in ("cv_rel", "meter_rel", "per_octave"):
             if key not in self.errors:
                 raise ValueError(f"physical.errors needs {key!r}")
@@ -162,7 +164,9 @@ def check_profile(data: Any, where: str) -> dict[str, Any]:
     fmt = data.get("format")
     if fmt != PROFILE_FORMAT:
         hint = " (an older profile: refit it with `llm-energy fit`)" if fmt == 1 else ""
-        raise ConfigError(f"{where}: not an llm-energy profile of format {PROFILE_FORMAT} (format {fmt!r}){hint}")
+        raise ConfigError(
+            f"{where}: not an llm-energy profile of format {PROFILE_FORMAT} (format {fmt!r}){hint}"
+        )
     try:
         return ProfileSchema.model_validate(data).model_dump()
     except ValidationError as exc:

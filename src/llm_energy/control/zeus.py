@@ -67,10 +67,10 @@ class ZeusSettableGpu:
     """
 
     def __init__(self, index: int = 0) -> None:
-        from zeus.device import get_gpus
+        from llm_energy.meters.zeus import zeus_get_gpus
 
         self._index = index
-        self._gpus = _map_zeus_setting_errors(get_gpus)()
+        self._gpus = _map_zeus_setting_errors(zeus_get_gpus)()
         if not 0 <= index < len(self._gpus):
             raise GpuSettingsError(f"gpu:{index} does not exist ({len(self._gpus)} GPUs visible)")
 

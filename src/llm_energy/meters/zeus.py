@@ -43,6 +43,20 @@ def _map_zeus_errors(func: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+def zeus_get_gpus() -> Any:
+    """Return Zeus's GPU list (`zeus.device.get_gpus()`), with a broken amdsmi hidden first.
+
+    Without `compat.hide_broken_amdsmi`, Zeus logs a WARNING about amdsmi on every lookup on any
+    machine without ROCm.
+    """
+    from llm_energy.compat import hide_broken_amdsmi
+
+    hide_broken_amdsmi()
+    from zeus.device import get_gpus
+
+    return get_gpus()
+
+
 @_map_zeus_errors
 def zeus_gpu_count() -> int:
     """Return how many GPUs Zeus sees (respecting CUDA_VISIBLE_DEVICES), 0 if none.
@@ -50,11 +64,10 @@ def zeus_gpu_count() -> int:
     Raises:
         MeterError: the GPU management library failed for another reason than no GPU.
     """
-    from zeus.device import get_gpus
     from zeus.device.gpu.common import ZeusGPUInitError
 
     try:
-        return len(get_gpus())
+        return len(zeus_get_gpus())
     except ZeusGPUInitError:
         return 0
 
@@ -68,11 +81,9 @@ class ZeusGpu:
     """
 
     def __init__(self, index: int = 0, *, update_period_s: float = DEFAULT_UPDATE_PERIOD_S) -> None:
-        from zeus.device import get_gpus
-
         self._index = index
         self._update_period_s = update_period_s
-        self._gpus = _map_zeus_errors(get_gpus)()
+        self._gpus = _map_zeus_errors(zeus_get_gpus)()
         if index >= len(self._gpus):
             raise MeterError(f"gpu:{index} does not exist ({len(self._gpus)} GPUs visible)")
 

@@ -11,6 +11,8 @@ package imports httpx but nothing heavy.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from llm_energy.serving.balancer import POLICIES, Balancer, Policy
 from llm_energy.serving.lag import (
     FrontendLag,
@@ -56,7 +58,9 @@ from llm_energy.serving.request import (
     stream_request,
 )
 from llm_energy.serving.session import ServingRun, replay_servers
-from llm_energy.serving.stub import StubConfig, StubFault, StubServer
+
+if TYPE_CHECKING:
+    from llm_energy.serving.stub import StubConfig, StubFault, StubServer
 
 __all__ = [
     "FAILURES",
@@ -106,3 +110,17 @@ __all__ = [
     "tpot_s",
     "ttft_s",
 ]
+
+
+_STUB_NAMES = ("StubConfig", "StubFault", "StubServer")
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use: `python -m llm_energy.serving.stub` runs that module as __main__, and
+    # importing it here too (every import of this package) makes runpy warn that it was imported
+    # before being executed.
+    if name in _STUB_NAMES:
+        from llm_energy.serving import stub
+
+        return getattr(stub, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -277,8 +277,11 @@ class _Clock:
             seconds = _numbers(series, column, "timestamp", first_row, source).astype(np.float64)
             return seconds / _MS_PER_S if self.unit == "ms" else seconds
         if series.dtype.kind != "M":
+            # Numbers in a datetime column (JSONL) are parsed as text, so they are refused as timestamps
+            # rather than read as epochs (pandas deprecates parsing numbers with a format).
+            text_series = series.where(series.isna(), series.astype(str))
             try:
-                parsed = pd.to_datetime(series, format="ISO8601", errors="coerce", utc=True)
+                parsed = pd.to_datetime(text_series, format="ISO8601", errors="coerce", utc=True)
             except (ValueError, TypeError) as e:
                 raise ConfigError(f"trace {source}: cannot parse timestamps in column {column!r}: {e}") from e
             if (i := _first((parsed.isna() & series.notna()).to_numpy())) >= 0:

@@ -24,6 +24,7 @@ def run_estimate(
     online_rate: float | None,
     strict_range: bool,
     carbon_intensity: str | None,
+    target_gpu: str | None = None,
     price: float | None,
     columns: tuple[str | None, str | None, str | None],
     show_progress: bool,
@@ -40,6 +41,10 @@ def run_estimate(
     grid = parse_carbon_intensity(carbon_intensity)
     check_price(price)
     prof = load_profile(profile)
+    if target_gpu is not None:
+        from llm_energy.modeling.transfer import transfer_profile
+
+        prof = transfer_profile(prof, target_gpu)
     model_for(prof, method)  # an unknown method fails before the trace is read
     input_col, output_col, time_col = columns
     batch = batch_size

@@ -46,6 +46,10 @@ def estimate(
     strict_range: Annotated[
         bool, typer.Option("--strict-range", help="refuse requests outside the calibrated range")
     ] = False,
+    target_gpu: Annotated[
+        str | None,
+        typer.Option(help="rescale the profile to this GPU by published peaks (a prior, not a measurement)"),
+    ] = None,
     carbon_intensity: Annotated[
         str | None, typer.Option(help="grid intensity: gCO2/kWh or a region (e.g. germany, world)")
     ] = None,
@@ -67,6 +71,7 @@ def estimate(
             batch_size=batch_size,
             online_rate=online_rate,
             strict_range=strict_range,
+            target_gpu=target_gpu,
             carbon_intensity=carbon_intensity,
             price=price,
             columns=(input_col, output_col, time_col),

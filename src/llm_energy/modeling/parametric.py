@@ -16,8 +16,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import nnls
-
 from llm_energy.errors import ConfigError
 
 
@@ -31,6 +29,8 @@ def _decode_features(b: np.ndarray, lin: np.ndarray, lout: np.ndarray) -> np.nda
 
 
 def _fit(features: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:
+    from scipy.optimize import nnls  # here: estimate never fits, and scipy.optimize takes ~0.5 s to import
+
     scale = 1.0 / np.abs(target)
     coef, _ = nnls(features * scale[:, None], target * scale)
     rel = (features @ coef - target) / target

@@ -148,10 +148,15 @@ class Coverage:
     context_tokens: tuple[float, float]
 
     def octaves_outside(self, batch: Any, lin: Any, lout: Any) -> np.ndarray:
-        """Octaves (log2 distance) outside the calibrated range, summed over input, output, batch, context."""
+        """Octaves (log2 distance) outside the calibrated range, summed over input, batch and context.
+
+        The output length is not an axis of its own: no term depends on it except through the context a
+        decode step reads (covered by `context_tokens`) and the number of steps, which multiplies a
+        calibrated step cost without extrapolating it.
+        """
         total = np.zeros(np.broadcast(np.asarray(batch), np.asarray(lin), np.asarray(lout)).shape)
-        values = (lin, lout, batch, np.asarray(lin, float) + np.asarray(lout, float))
-        ranges = (self.input_tokens, self.output_tokens, self.batch_size, self.context_tokens)
+        values = (lin, batch, np.asarray(lin, float) + np.asarray(lout, float))
+        ranges = (self.input_tokens, self.batch_size, self.context_tokens)
         for x, (lo, hi) in zip(values, ranges, strict=True):
             xv = np.maximum(np.asarray(x, float), 1.0)
             total = total + np.maximum(0.0, np.log2(xv / hi)) + np.maximum(0.0, np.log2(lo / xv))

@@ -10,9 +10,14 @@ It is a prior, not a profile: its error against measurements is in docs/results/
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from llm_energy.modeling.flops import GpuSpec
+from llm_energy.errors import ConfigError
+from llm_energy.modeling.flops import GpuSpec, gpu_spec
 from llm_energy.modeling.physical import Coefficients, PhysicalModel
+
+if TYPE_CHECKING:
+    from llm_energy.modeling.profile import EnergyProfile
 
 _PREFILL_BOUND = ("bandwidth", "flops", "flops")
 _DECODE_BOUND = ("bandwidth", "bandwidth", "flops", "bandwidth")
@@ -40,3 +45,24 @@ def transfer(
         idle_power_w=model.idle_power_w * dst.tdp_w / src.tdp_w,
         kv_capacity_tokens=kv_capacity_tokens or model.kv_capacity_tokens,
     )
+
+
+def transfer_profile(profile: EnergyProfile, target_gpu: str) -> EnergyProfile:
+    """`profile` with its physical model rescaled to `target_gpu` (grid models are left as measured).
+
+    Raises:
+        ConfigError: no physical model, or no published figures for either GPU.
+    """
+    from llm_energy.modeling.fitting import kv_capacity_from_memory
+
+    if profile.physical is None:
+        raise ConfigError(f"profile {profile.describe()} has no physical model to rescale: refit it")
+    src, dst = gpu_spec(profile.gpu_name), gpu_spec(target_gpu)
+    m = profile.physical
+    kv = (
+        kv_capacity_from_memory(m.shape, dst.memory_bytes)
+        if dst.memory_bytes and m.shape.weight_bytes
+        else None
+    )
+    moved = transfer(m, src, dst, kv_capacity_tokens=kv)
+    return replace(profile, physical=moved, gpu_name=f"{dst.name} (rescaled from {profile.gpu_name})")

@@ -1,0 +1,77 @@
+"""`llm-energy calibrate` and the estimate options of the physical model, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from llm_energy.cli import app
+from llm_energy.modeling.profile import load_profile
+
+runner = CliRunner()
+
+
+def test_dry_run_plans_long_contexts_at_small_batches_within_the_budget():
+    result = runner.invoke(app, ["calibrate", "--gpu", "NVIDIA H200", "--gpu-minutes", "7", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "calibration plan on NVIDIA H200" in result.output
+    assert "131056" in result.output  # the longest context the model holds, at batch 1
+    minutes = float(result.output.split("predicted GPU time ")[1].split(" min")[0])
+    assert minutes <= 7
+
+
+def test_a_budget_too_small_and_a_missing_gpu_are_clear_errors(monkeypatch):
+    small = runner.invoke(app, ["calibrate", "--gpu", "NVIDIA H200", "--gpu-minutes", "1", "--dry-run"])
+    assert small.exit_code == 2
+    assert "fits only" in small.output and "raise --gpu-minutes" in small.output
+    unknown = runner.invoke(app, ["calibrate", "--gpu", "TPU v9", "--dry-run"])
+    assert unknown.exit_code == 2 and "no published peaks for GPU 'TPU v9'" in unknown.output
+    bad = runner.invoke(app, ["calibrate", "--gpu", "NVIDIA H200", "--gpu-minutes", "-3", "--dry-run"])
+    assert bad.exit_code == 2 and "--gpu-minutes must be in (0, 1440]" in bad.output
+
+
+def test_calibrate_on_the_simulated_engine_measures_fits_and_writes_a_profile(tmp_path):
+    out, db = tmp_path / "p.json", tmp_path / "r.db"
+    args = ["calibrate", "--engine", "simulated", "--gpu", "NVIDIA H200", "--gpu-minutes", "3",
+            "--window-s", "1.0", "--db", str(db), "-o", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "leave-one-out over every point" in result.output
+    prof = load_profile(out)
+    assert prof.physical is not None and prof.points >= 5
+    again = runner.invoke(app, args)  # resumable: every point is already stored
+    assert again.exit_code == 0, again.output
+    assert load_profile(out).points == prof.points
+
+
+def test_estimate_warns_on_stderr_and_strict_range_refuses(tmp_path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("input_tokens,output_tokens\n512,64\n60000,64\n")
+    cols = [
+        "--input-col",
+        "input_tokens",
+        "--output-col",
+        "output_tokens",
+        "--profile",
+        "h100-llama-3.1-8b-vllm",
+    ]
+    ok = runner.invoke(app, ["estimate", "--trace", str(trace), *cols, "--json"])
+    assert ok.exit_code == 0
+    assert "50.0% of requests" in ok.stderr and "outside the calibrated range" in ok.stderr
+    data = json.loads(ok.stdout)
+    assert data["outside_calibration"] == 1 and data["outside_energy_share"] > 0.5
+    strict = runner.invoke(app, ["estimate", "--trace", str(trace), *cols, "--strict-range"])
+    assert strict.exit_code == 2 and "row 1: 60000 input / 64 output" in strict.output
+
+
+def test_estimate_rescales_to_a_target_gpu_and_refuses_an_unknown_one():
+    base = runner.invoke(app, ["estimate", "--profile", "h100-llama-3.1-8b-vllm", "--json"])
+    moved = runner.invoke(app, ["estimate", "--profile", "h100-llama-3.1-8b-vllm", "--target-gpu", "NVIDIA H200",
+                                "--json"])  # fmt: skip
+    assert base.exit_code == moved.exit_code == 0
+    b, m = json.loads(base.stdout), json.loads(moved.stdout)
+    assert m["total_j"] < b["total_j"]  # more bandwidth at the same power and FLOP/s
+    assert "rescaled from NVIDIA H100" in m["profile"]
+    bad = runner.invoke(app, ["estimate", "--target-gpu", "TPU v9"])
+    assert bad.exit_code == 2 and "no published peaks for GPU 'TPU v9'" in bad.output

@@ -67,8 +67,8 @@ def test_estimate_warns_on_stderr_and_strict_range_refuses(tmp_path):
 
 def test_estimate_rescales_to_a_target_gpu_and_refuses_an_unknown_one():
     base = runner.invoke(app, ["estimate", "--profile", "h100-llama-3.1-8b-vllm", "--json"])
-    moved = runner.invoke(app, ["estimate", "--profile", "h100-llama-3.1-8b-vllm", "--target-gpu", "NVIDIA H200",
-                                "--json"])  # fmt: skip
+    target = ["--target-gpu", "NVIDIA H200", "--json"]
+    moved = runner.invoke(app, ["estimate", "--profile", "h100-llama-3.1-8b-vllm", *target])
     assert base.exit_code == moved.exit_code == 0
     b, m = json.loads(base.stdout), json.loads(moved.stdout)
     assert m["total_j"] < b["total_j"]  # more bandwidth at the same power and FLOP/s

@@ -1,4 +1,4 @@
-"""The physical model: fit, limits, uncertainty, continuous replay, transfer, streaming, the profile schema."""
+"""The physical model: fit, limits, uncertainty, continuous replay, transfer, streaming, the profile file."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def synthetic_table(model: PhysicalModel) -> pd.DataFrame:
                 c = model.batch_cost(b, i, o)
                 rows.append(
                     {"batch_size": b, "input_len": i, "output_len": o, "prefill_j": float(c.prefill_j),
-                     "decode_j": float(c.decode_j), "prefill_s": float(c.prefill_s), "decode_s": float(c.decode_s),
+                     "decode_j": float(c.decode_j), "prefill_s": float(c.prefill_s),
+                     "decode_s": float(c.decode_s),
                      "prefill_rel_unc": 0.01, "decode_rel_unc": 0.01, "runs": 1.0}
                 )  # fmt: skip
     return pd.DataFrame(rows)

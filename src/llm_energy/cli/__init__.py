@@ -183,5 +183,6 @@ from llm_energy.cli import model as _model  # noqa: E402, F401
 from llm_energy.cli import parallel as _parallel  # noqa: E402, F401
 from llm_energy.cli import report as _report  # noqa: E402, F401
 from llm_energy.cli import serve as _serve  # noqa: E402, F401
+from llm_energy.cli import simulate as _simulate  # noqa: E402, F401
 from llm_energy.cli import sweep as _sweep  # noqa: E402, F401
 from llm_energy.cli import validate as _validate  # noqa: E402, F401

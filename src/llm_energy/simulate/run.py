@@ -177,7 +177,11 @@ def _result(
     cfg: SimConfig, cluster: Cluster, table: RequestTable, end: float, wall: float, plan: list[str],
     labels: list[str], notes: list[str], grid: GridIntensity | None, price: float | None,
 ) -> SimResult:  # fmt: skip
-    window = steady_window(table)
+    try:
+        window = steady_window(table)
+    except ConfigError as exc:  # too few requests for a steady state: the whole run, said so
+        window = (float(table.arrival_s.min()), max(end, float(table.arrival_s.min()) + 1e-9))
+        notes.append(f"{exc}: summary and window energy over the whole run instead")
     idle_w = cluster.model.idle_power_w
     totals = energy_totals(
         table, cluster.segments, end, cluster.gpus, idle_w, cluster.parked_power_w, grid, price

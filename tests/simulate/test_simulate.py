@@ -38,7 +38,7 @@ def _tiny_kv_profile(tmp_path: Path, kv_tokens: int) -> str:
 
 def test_every_request_finishes_or_fails_and_energy_is_conserved():
     """Each request ends (finished or failed); total = busy + idle gaps + parked = idle + dynamic + parked."""
-    r = simulate(SimConfig(window=(0.0, 120.0), gpus=4, policy="dynamic", time_scale=2.0))
+    r = simulate(SimConfig(profile=PROFILE, window=(0.0, 120.0), gpus=4, policy="dynamic", time_scale=2.0))
     t, e = r.table, r.totals
     assert t is not None
     assert np.isfinite(t.done_s).all()
@@ -53,7 +53,9 @@ def test_every_request_finishes_or_fails_and_energy_is_conserved():
 def test_one_request_takes_its_prefill_pass_then_out_minus_one_steps_at_batch_one(tmp_path):
     """TTFT = the prefill pass; E2E = it + Σ decode steps at batch 1 (context input + j); energy the sum."""
     lin, lout = 1000, 50
-    r = simulate(SimConfig(trace=_trace(tmp_path, [(0.0, lin, lout)]), gpus=1, policy="single"))
+    r = simulate(
+        SimConfig(profile=PROFILE, trace=_trace(tmp_path, [(0.0, lin, lout)]), gpus=1, policy="single")
+    )
     model = load_profile(PROFILE).physical
     assert model is not None
     pre_s, pre_j = model.prefill_pass(lin, causal_pairs(lin), 1.0)
@@ -69,16 +71,25 @@ def test_a_second_request_joins_at_the_next_step_boundary(tmp_path):
     """An arrival during a decode leap waits for the step in progress, then prefills beside the decode."""
     lin = 500
     r = simulate(
-        SimConfig(trace=_trace(tmp_path, [(0.0, lin, 200), (0.5, lin, 10)]), gpus=1, policy="single")
+        SimConfig(
+            profile=PROFILE,
+            trace=_trace(tmp_path, [(0.0, lin, 200), (0.5, lin, 10)]),
+            gpus=1,
+            policy="single",
+        )
     )
     t = r.table
     assert t is not None
     model = load_profile(PROFILE).physical
     assert model is not None
-    step_s = float(model.decode_step(1, lin + 1)[0])
+    step_s = float(model.decode_step(1, lin + 200)[0])
     wait = t.first_s[1] - t.arrival_s[1]
     pre_s = float(model.prefill_pass(lin, causal_pairs(lin), 1.0)[0])
-    assert pre_s < wait < pre_s + 2 * step_s  # the rest of one step, then one mixed iteration
+    # one mixed forward pays one per-forward constant (the smaller), not both
+    mixed_s = (
+        pre_s + float(model.decode_step(1, lin + 1)[0]) - max(model.prefill.time_s[0], model.decode.time_s[0])
+    )
+    assert mixed_s < wait < mixed_s + step_s  # the rest of the step in progress, then one mixed iteration
 
 
 def test_kv_capacity_admits_preempts_and_refuses(tmp_path):
@@ -96,8 +107,8 @@ def test_kv_capacity_admits_preempts_and_refuses(tmp_path):
 def test_dynamic_uses_no_more_energy_than_single_at_low_load():
     """At the trace's own (low) rate on 8 GPUs the dynamic policy spends less than the all-on baseline."""
     window = (0.0, 180.0)
-    single = simulate(SimConfig(window=window, gpus=8, policy="single"))
-    dynamic = simulate(SimConfig(window=window, gpus=8, policy="dynamic"))
+    single = simulate(SimConfig(profile=PROFILE, window=window, gpus=8, policy="single"))
+    dynamic = simulate(SimConfig(profile=PROFILE, window=window, gpus=8, policy="dynamic"))
     assert dynamic.totals.total_j <= single.totals.total_j
     assert dynamic.totals.gpu_hours < single.totals.gpu_hours
     assert dynamic.summary.slo_attainment_pct == 100.0
@@ -110,11 +121,11 @@ def test_plan_file_and_per_class_pools(tmp_path):
         {"name": "small", "classes": ["short", "medium"], "instances": 1, "tp": 1, "clock_mhz": 1380},
         {"name": "big", "classes": ["long"], "instances": 1, "tp": 2},
     ]}))  # fmt: skip
-    r = simulate(SimConfig(window=(0.0, 60.0), gpus=3, policy=str(plan)))
+    r = simulate(SimConfig(profile=PROFILE, window=(0.0, 60.0), gpus=3, policy=str(plan)))
     assert r.plan == ["small: 1 × TP1 @1380 MHz", "big: 1 × TP2 @max MHz"]
     assert any(label.startswith("assumed") for label in r.labels)
     assert any(label.startswith("clocks modelled") for label in r.labels)
-    per = simulate(SimConfig(window=(0.0, 60.0), gpus=3, policy="per-class"))
+    per = simulate(SimConfig(profile=PROFILE, window=(0.0, 60.0), gpus=3, policy="per-class"))
     assert per.table is not None
     for c in range(3):
         assert len(set(per.table.instance[per.table.klass == c].tolist())) == 1
@@ -123,7 +134,7 @@ def test_plan_file_and_per_class_pools(tmp_path):
 def test_summary_matches_replay_metrics_on_the_same_records():
     """The column summary and window equal `serving.metrics.summarise` / `steady_state_window`."""
     slo = {"ttft": 0.05, "tpot": 0.1}
-    r = simulate(SimConfig(window=(0.0, 60.0), gpus=1, time_scale=2.0, slo_s=slo))
+    r = simulate(SimConfig(profile=PROFILE, window=(0.0, 60.0), gpus=1, time_scale=2.0, slo_s=slo))
     assert r.table is not None
     records = records_of(r.table)
     window = steady_state_window(records)

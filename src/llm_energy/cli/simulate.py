@@ -21,9 +21,9 @@ def simulate(
     trace: Annotated[str, typer.Option(help="bundled trace or trace file (lengths and arrival times)")] = (
         "azure-conv"
     ),
-    profile: Annotated[str, typer.Option(help="bundled profile or profile file (its physical model)")] = (
-        "h100-llama-3.1-8b-vllm"
-    ),
+    profile: Annotated[
+        str | None, typer.Option(help="bundled profile or profile file (default: the package's default)")
+    ] = None,
     gpus: Annotated[int, typer.Option(help="GPUs in the simulated cluster")] = 8,
     policy: Annotated[str, typer.Option(help="single | per-class | dynamic | a JSON plan file")] = "single",
     time_scale: Annotated[float, typer.Option(help="arrivals this many times faster")] = 1.0,
@@ -61,10 +61,10 @@ def simulate(
 
     def prepare() -> SimConfig:
         from llm_energy.carbon import check_price, parse_carbon_intensity
-        from llm_energy.modeling.profile import load_profile
+        from llm_energy.modeling.profile import DEFAULT_PROFILE, load_profile
         from llm_energy.simulate import day_curve, make_policy
 
-        load_profile(profile)  # every input is checked before the progress bar starts
+        load_profile(profile or DEFAULT_PROFILE)  # every input is checked before the progress bar starts
         make_policy(policy)
         if day is not None:
             day_curve(day)
@@ -73,8 +73,9 @@ def simulate(
         if records_out is not None and not records_out.parent.is_dir():
             raise ConfigError(f"--records {records_out}: no such directory {records_out.parent}")
         return SimConfig(
-            trace=trace, profile=profile, gpus=gpus, policy=policy, time_scale=time_scale, day=day,
-            window=_window(window), slo_s=parse_slo(slo), max_num_seqs=max_num_seqs, seed=seed,
+            trace=trace, profile=profile or DEFAULT_PROFILE, gpus=gpus, policy=policy,
+            time_scale=time_scale, day=day, window=_window(window), slo_s=parse_slo(slo),
+            max_num_seqs=max_num_seqs, seed=seed,
             carbon_intensity=carbon_intensity, price_per_kwh=price, parked_power_w=parked_power_w,
         )  # fmt: skip
 

@@ -285,7 +285,7 @@ class Instance:
             dt, de, _, _ = costs.decode_line(batch, self._context())
             time_s, energy_j = time_s + dt, energy_j + de
             if MIXED_OVERLAP:
-                ct, ce = costs.step_constant()
+                ct, ce = costs.mixed_overlap()
                 time_s, energy_j = time_s - ct, energy_j - ce
         start = self.env.now
         yield self.env.timeout(time_s)

@@ -19,7 +19,7 @@ import numpy as np
 from llm_energy.carbon import Footprint, GridIntensity, check_price, parse_carbon_intensity
 from llm_energy.control.dvfs import max_sm_clock_mhz
 from llm_energy.errors import ConfigError
-from llm_energy.modeling.profile import load_profile
+from llm_energy.modeling.profile import DEFAULT_PROFILE, load_profile
 from llm_energy.simulate.cluster import Cluster
 from llm_energy.simulate.costs import RECONFIG_COSTS, TpModel
 from llm_energy.simulate.day import day_curve, synthetic_day
@@ -60,7 +60,7 @@ class SimConfig:
     """
 
     trace: str = "azure-conv"
-    profile: str = "h100-llama-3.1-8b-vllm"
+    profile: str = DEFAULT_PROFILE
     gpus: int = 8
     policy: str = "single"
     time_scale: float = 1.0

@@ -124,6 +124,7 @@ class Instance:
         self.running: list[int] = []
         self.kv_used = 0
         self.arrivals = 0
+        self.finished: list[int] = []
         self.in_leap = False
         self.pause_s = 0.0
         self.pending: InstanceConfig | None = None
@@ -325,6 +326,7 @@ class Instance:
     def _finish(self, rid: int) -> None:
         t = self.table
         t.done_s[rid] = self.env.now
+        self.finished.append(rid)
         self.kv_used -= int(t.input_tokens[rid] + t.generated[rid])
         if self.on_finish is not None:
             self.on_finish(1)

@@ -3,14 +3,16 @@
 * `single` — the seed's baseline: one pool for every request, the largest TP (≤ 8 and ≤ the GPUs),
   the maximum clock, every GPU on all the time (sized for the peak).
 * `per-class` — static pools by input-length class (short / medium / long at the trace's 33rd and 66th
-  percentiles, the rule of `recommend.classes`; the output class is not known on arrival), TP 1; each
-  pool sized once for its class's peak rate, its GPUs then spread over the pools in proportion, and
-  each pool's clock chosen once as the least-power clock that meets the SLO at that peak.
+  percentiles, the rule of `recommend.classes`; the output class is not known on arrival), TP 1 at
+  the maximum clock; each pool sized once for its class's peak rate, then every GPU spread over the
+  pools in proportion (all on all day).
 * `dynamic` — DynamoLLM's manner (Stojkovic et al., HPCA 2025): the per-class pools, then every
   `clock_period_s` each instance takes the least-power clock that meets the SLO at its current load
   (`planning.best_clock`), and every `scale_period_s` each pool takes the instance count and TP of
   least predicted power at its recent peak rate (× `SCALE_HEADROOM`), starting (minutes) or draining
-  instances and re-sharding them (`costs.RECONFIG_COSTS`).
+  instances and re-sharding them (`costs.RECONFIG_COSTS`). The SLO is watched too, as DynamoLLM's
+  instance managers do: an instance whose requests finished in the last period missed the SLO runs at
+  the maximum clock for `hot_s`, and a pool that missed it in the last minute is sized for more load.
 * a JSON plan file — pools with their classes, instance count and configuration, held fixed:
   ``{"pools": [{"name": "short", "classes": ["short"], "instances": 3, "tp": 1, "clock_mhz": 1380}]}``.
 """
@@ -162,12 +164,10 @@ class PerClassPolicy:
         """Pools short / medium / long of TP 1, all GPUs spread by each class's peak need."""
         classes = [c for c in range(3) if ctx.peak_rate_per_s[c] > 0]
         need = [_instances_for(ctx, (c,), ctx.peak_rate_per_s[c], InstanceConfig()) for c in classes]
-        pools = []
-        for c, n in zip(classes, _spread(need, ctx.gpus), strict=True):
-            load = ctx.load((c,), ctx.peak_rate_per_s[c] / n)
-            clock, _ = best_clock(ctx.costs_of, InstanceConfig(), CLOCKS_MHZ, load, ctx.slo_s)
-            pools.append(PoolPlan(CLASS_NAMES[c], (c,), n, InstanceConfig(clock_mhz=clock)))
-        return pools
+        spread = _spread(need, ctx.gpus)
+        return [
+            PoolPlan(CLASS_NAMES[c], (c,), n, InstanceConfig()) for c, n in zip(classes, spread, strict=True)
+        ]
 
     def controllers(self, cluster: Cluster, ctx: PlanContext) -> list[Generator[simpy.Event, Any, None]]:
         """None: static."""
@@ -182,8 +182,11 @@ class DynamicPolicy:
     clock_period_s: float = 5.0
     scale_period_s: float = 300.0
     rate_window_s: float = 60.0
+    hot_s: float = 60.0
     _classes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     _planned: dict[str, float] = field(default_factory=dict)
+    _hot_until: dict[int, float] = field(default_factory=dict)
+    _missed: dict[str, int] = field(default_factory=dict)
 
     def plan(self, ctx: PlanContext) -> list[PoolPlan]:
         """The per-class pools, each sized for its busiest minute of the first scaling period."""
@@ -219,7 +222,10 @@ class DynamicPolicy:
                 seen[inst.index] = inst.arrivals
                 ewma = (1 - alpha) * rate.get(inst.index, now_rate) + alpha * now_rate
                 rate[inst.index] = ewma
-                if inst.waiting:
+                if _missed_slo(cluster, inst, ctx.slo_s):
+                    self._hot_until[inst.index] = cluster.env.now + self.hot_s
+                    self._missed[inst.pool] = self._missed.get(inst.pool, 0) + 1
+                if inst.waiting or self._hot_until.get(inst.index, -1.0) > cluster.env.now:
                     clock = ctx.max_clock_mhz
                 else:
                     load = ctx.load(self._classes[inst.pool], max(ewma, now_rate))
@@ -239,7 +245,11 @@ class DynamicPolicy:
                 minutes[pool].append((count - last.get(pool, 0)) / self.rate_window_s)
                 last[pool] = count
                 recent = minutes[pool][-per_period:]
-                if minutes[pool][-1] * SCALE_HEADROOM > self._planned.get(pool, 0.0):
+                if self._missed.pop(pool, 0):  # the SLO was missed: plan for more than was planned
+                    self._resize(
+                        cluster, ctx, pool, classes, 1.5 * max(self._planned.get(pool, 0.0), recent[-1])
+                    )
+                elif minutes[pool][-1] * SCALE_HEADROOM > self._planned.get(pool, 0.0):
                     self._resize(cluster, ctx, pool, classes, minutes[pool][-1] * SCALE_HEADROOM)
                 elif len(minutes[pool]) % per_period == 0:
                     self._resize(cluster, ctx, pool, classes, max(recent) * SCALE_HEADROOM)
@@ -264,6 +274,24 @@ class DynamicPolicy:
             if cluster.gpus_free < tp:
                 break
             cluster.add_instance(pool, InstanceConfig(tp=tp))
+
+
+def _missed_slo(cluster: Cluster, inst: Any, slo_s: Mapping[str, float]) -> bool:
+    """Whether a request `inst` finished since the last look missed the SLO (the list is cleared)."""
+    if not inst.finished:
+        return False
+    t = cluster.table
+    ids = np.asarray(inst.finished)
+    inst.finished.clear()
+    ttft = t.first_s[ids] - t.arrival_s[ids]
+    e2e = t.done_s[ids] - t.arrival_s[ids]
+    tpot = (e2e - ttft) / np.maximum(t.output_tokens[ids] - 1, 1)
+    bad = (
+        (ttft > slo_s.get("ttft", np.inf))
+        | (tpot > slo_s.get("tpot", np.inf))
+        | (e2e > slo_s.get("e2e", np.inf))
+    )
+    return bool(bad.any())
 
 
 def _choose(ctx: PlanContext, classes: tuple[int, ...], rate: float, gpus: int) -> tuple[int, int]:

@@ -123,5 +123,5 @@ def test_cli_dry_run_lists_points_and_estimate(tmp_path):
     result = CliRunner().invoke(app, ["sweep", str(spec_path), "--db", str(tmp_path / "r.db"), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "8 points" in result.output
-    assert "estimated GPU time" in result.output
+    assert "estimated wall time" in result.output  # simulated points: no GPU time to estimate
     assert not (tmp_path / "r.db").exists()

@@ -46,7 +46,9 @@ def compare(
     profile: Annotated[
         str | None, typer.Option(help="model the offline energy from this profile (file or bundled name)")
     ] = None,
-    method: Annotated[str, typer.Option(help="--profile: binned | parametric")] = "binned",
+    method: Annotated[
+        str, typer.Option(help="--profile: physical | binned | parametric | flops (p1 drops requests)")
+    ] = "physical",
     as_json: JsonOption = False,
 ) -> None:
     """Energy of a stored serving run's requests online vs the same requests offline.
@@ -71,8 +73,8 @@ def compare(
             raise ConfigError(f"--batch-size must be ≥ 1, got {batch_size}")
         if batching not in ("continuous", "static"):
             raise ConfigError(f"--batching must be continuous or static, got {batching!r}")
-        if method not in ("binned", "parametric"):
-            raise ConfigError(f"--method must be binned or parametric, got {method!r}")
+        if method not in ("physical", "binned", "parametric", "flops"):
+            raise ConfigError(f"--method must be physical, binned, parametric or flops, got {method!r}")
         opts = _engine_options(option)
         with Store(db, read_only=True) as store:  # a missing or foreign --db: NotAStore, exit 2
             rs = load_request_set(store, run_id)

@@ -341,7 +341,7 @@ def offline_from_run(run: ValidationRun, rs: RequestSet, source: str = "") -> En
 
 
 def offline_from_profile(
-    profile: EnergyProfile, rs: RequestSet, batch_size: int, *, method: str = "binned", name: str = ""
+    profile: EnergyProfile, rs: RequestSet, batch_size: int, *, method: str = "physical", name: str = ""
 ) -> EnergySide:
     """The offline side modelled from a profile: every request at `batch_size` (not measured).
 
@@ -354,7 +354,7 @@ def offline_from_profile(
     if est.dropped:
         raise ConfigError(
             f"the {method} model drops {est.dropped} of the {rs.requests} requests (lengths beyond its "
-            "bins): the modelled set would not be the online one; use --method binned or parametric"
+            "bins): the modelled set would not be the online one; use --method physical or binned"
         )
     return EnergySide(
         label=f"offline (MODELLED from profile {name or profile.describe()}, {method}, batch {batch_size})",

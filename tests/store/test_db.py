@@ -416,7 +416,8 @@ def test_runs_frame_of_empty_store_has_fixed_columns(tmp_path: Path) -> None:
     with Store(tmp_path / "runs.db") as store:
         frame = store.runs_frame()
     assert len(frame) == 0
-    assert list(frame.columns) == ["run_id", "created_at", "status", "error", "compile_s", "load_s", "idle_power_w"]
+    fixed = ["run_id", "created_at", "status", "error", "compile_s", "load_s", "idle_power_w"]
+    assert list(frame.columns) == fixed
 
 
 def test_default_db_path_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

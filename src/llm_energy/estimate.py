@@ -204,7 +204,7 @@ def _checked(profile: EnergyProfile, lin: np.ndarray, lout: np.ndarray, first_ro
     """Refuse requests no engine runs: non-finite, < 1 token, or beyond the model's context (row named)."""
     bad = np.flatnonzero(~np.isfinite(lin) | ~np.isfinite(lout))
     if bad.size:
-        raise ConfigError(f"row {first_row + int(bad[0])}: token counts must be finite numbers")
+        raise ConfigError(f"row {first_row + int(bad[0]) + 1}: token counts must be finite numbers")
     if profile.physical is not None:
         profile.physical.check_lengths(lin, lout, first_row)
 
@@ -264,7 +264,7 @@ def estimate_chunks(
         if strict_range and (r.octaves_outside[r.kept] > 0).any():
             k = int(np.flatnonzero(r.kept & (r.octaves_outside > 0))[0])
             raise ConfigError(
-                f"row {row + k}: {int(lin[k])} input / {int(lout[k])} output tokens at batch "
+                f"row {row + k + 1}: {int(lin[k])} input / {int(lout[k])} output tokens at batch "
                 f"{r.batch_size[k]:.0f} is outside the calibrated range (--strict-range)"
             )
         fj = float(flops.request_energy(lin[r.kept], lout[r.kept]).total_j.sum()) if flops else float("nan")

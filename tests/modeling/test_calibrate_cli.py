@@ -62,7 +62,7 @@ def test_estimate_warns_on_stderr_and_strict_range_refuses(tmp_path):
     data = json.loads(ok.stdout)
     assert data["outside_calibration"] == 1 and data["outside_energy_share"] > 0.5
     strict = runner.invoke(app, ["estimate", "--trace", str(trace), *cols, "--strict-range"])
-    assert strict.exit_code == 2 and "row 1: 60000 input / 64 output" in strict.output
+    assert strict.exit_code == 2 and "row 2: 60000 input / 64 output" in strict.output
 
 
 def test_estimate_rescales_to_a_target_gpu_and_refuses_an_unknown_one():

@@ -89,7 +89,7 @@ def test_batch_is_limited_by_kv_capacity_and_max_num_seqs_not_by_the_calibration
 
 
 def test_a_request_beyond_the_context_names_its_row():
-    with pytest.raises(ConfigError, match=r"row 7: 131,000 input \+ 500 output tokens"):
+    with pytest.raises(ConfigError, match=r"row 8: 131,000 input \+ 500 output tokens"):
         TRUE.check_lengths(np.array([10, 131_000.0]), np.array([5, 500.0]), first_row=6)
 
 
@@ -145,7 +145,7 @@ def test_estimate_counts_what_is_outside_and_strict_range_refuses():
     est = estimate_trace(lin, lout, prof)
     assert est.outside_calibration == 1
     assert 0.5 < est.outside_energy_share < 1  # the long prompt dominates the energy
-    with pytest.raises(ConfigError, match=r"row 1: 60000 input / 64 output .*outside the calibrated range"):
+    with pytest.raises(ConfigError, match=r"row 2: 60000 input / 64 output .*outside the calibrated range"):
         estimate_trace(lin, lout, prof, strict_range=True)
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
+from llm_energy.cli import fold
 from llm_energy.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ def render_estimate(console: Console, est: Estimate, trace: str, bins: int) -> N
             f"kept {est.requests:,}; "
             f"scaled to every request: {est.scaled_total_j / 3.6e6:.4f} kWh",
         )
-    console.print(table)
+    console.print(fold(table))
     ct = Table(title="per input class (1σ)")
     for col in ("class", "requests", "energy kJ", "±", "extrapolated"):
         ct.add_column(col, justify="right")
@@ -148,7 +149,7 @@ def render_estimate(console: Console, est: Estimate, trace: str, bins: int) -> N
             f"{c['rel_uncertainty']:.1%}",
             f"{c['outside_energy_share']:.0%}",
         )
-    console.print(ct)
+    console.print(fold(ct))
     if est.per_bin:
         bt = Table(title=f"largest {bins} bins by energy")
         for col in ("input ≤", "output ≤", "requests", "batch", "J/request", "energy kJ"):
@@ -162,4 +163,4 @@ def render_estimate(console: Console, est: Estimate, trace: str, bins: int) -> N
                 f"{row['prefill_j_per_request'] + row['decode_j_per_request']:.1f}",
                 f"{row['energy_j'] / 1e3:,.2f}",
             )
-        console.print(bt)
+        console.print(fold(bt))

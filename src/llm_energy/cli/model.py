@@ -18,6 +18,7 @@ from llm_energy.cli import (
     app,
     console,
     err_console,
+    esc,
 )
 from llm_energy.errors import ConfigError
 
@@ -311,21 +312,26 @@ def _recommend_command(
     if rec.choice is None:
         closest = rec.closest()
         err_console.print(
-            f"no configuration meets {slo_text} at this rate; closest: {closest.label()} "
+            f"no configuration meets {esc(slo_text)} at this rate; closest: {esc(closest.label())} "
             f"(TTFT {closest.ttft_s * 1e3:,.0f} ms, TPOT {closest.tpot_s * 1e3:.1f} ms, "
             f"{closest.throughput_per_s:,.2f} req/s capacity)"
             + ("; nothing to validate" if validation is not None else "")
         )
     if plan is not None and not plan.complete:
         missing = [c.name for c in plan.classes if c.recommendation.choice is None]
-        err_console.print(f"no configuration meets the SLO for class(es) {', '.join(missing)}")
+        err_console.print(f"no configuration meets the SLO for class(es) {esc(', '.join(missing))}")
     if validation is not None and rec.choice is not None:
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             (out / "recommendation.json").write_text(json.dumps(payload, indent=2) + "\n")
         check = _guard(
             lambda: validate_recommendation(
-                rec, profiles, validation, device=device, out_dir=out, on_status=err_console.print
+                rec,
+                profiles,
+                validation,
+                device=device,
+                out_dir=out,
+                on_status=lambda text: err_console.print(esc(text), highlight=False),
             )
         )
         payload["validation"] = check.to_dict()

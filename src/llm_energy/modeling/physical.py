@@ -267,8 +267,8 @@ class PhysicalModel:
         if bad.size:
             k = int(bad[0])
             raise ConfigError(
-                f"row {first_row + k + 1}: {int(lin[k]):,} input + {int(lout[k]):,} output tokens is beyond what "
-                f"the model runs (context ≤ {int(limit):,} tokens, ≥ 1 token each); "
+                f"row {first_row + k + 1}: {int(lin[k]):,} input + {int(lout[k]):,} output tokens is beyond "
+                f"what the model runs (context ≤ {int(limit):,} tokens, ≥ 1 token each); "
                 f"{bad.size:,} such request(s)"
             )
 

@@ -1,8 +1,7 @@
-"""Import hygiene: a light top-level import, a consistent public API, and the layering of modules."""
+"""Import hygiene: a light top-level import and a consistent public API (layering: test_layers.py)."""
 
 from __future__ import annotations
 
-import ast
 import importlib
 import json
 import subprocess
@@ -49,58 +48,3 @@ def test_every_registered_engine_imports_under_its_name(key):
     assert cls.name == key
     assert isinstance(cls.Config, type)
     cls.Config()  # every field has a default
-
-
-def _imported_modules(path: Path) -> set[str]:
-    """Return every module `path` imports anywhere (functions included), relative ones resolved."""
-    package = ".".join(("llm_energy", *path.relative_to(PACKAGE).with_suffix("").parts))
-    # the package a relative import is resolved against
-    package = package.removesuffix(".__init__") if path.name == "__init__.py" else package.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                module = f"{base}.{node.module}" if node.module else base
-            else:
-                module = node.module or ""
-            found.add(module)
-            found.update(f"{module}.{alias.name}" for alias in node.names)
-    return found
-
-
-def _files(*parts: str) -> list[Path]:
-    files: list[Path] = []
-    for part in parts:
-        path = PACKAGE / part
-        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
-    assert all(f.is_file() for f in files), files
-    return files
-
-
-def _imports_of(module: str, path: Path) -> list[str]:
-    return sorted(m for m in _imported_modules(path) if m == module or m.startswith(module + "."))
-
-
-@pytest.mark.parametrize(
-    "path",
-    _files("meters", "records.py", "errors.py", "units.py", "architectures", "store"),
-    ids=lambda p: str(p.relative_to(PACKAGE)),
-)
-def test_lower_layers_never_import_engines_or_sweep(path):
-    """Meters, records, errors, units, architectures and store know nothing of engines or sweeps."""
-    assert _imports_of("llm_energy.engines", path) == []
-    assert _imports_of("llm_energy.sweep", path) == []
-
-
-@pytest.mark.parametrize("path", _files("engines"), ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_engines_never_import_meters(path):
-    """Engines expose phases and never import meters; only the simulated engine drives simulated devices."""
-    imported = _imports_of("llm_energy.meters", path)
-    if path.name == "simulated.py":
-        assert imported, "the simulated engine drives SimulatedGpu: expected it to import it"
-        assert all(m.startswith("llm_energy.meters.simulated") for m in imported), imported
-    else:
-        assert imported == []

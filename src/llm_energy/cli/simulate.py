@@ -55,31 +55,15 @@ def simulate(
     J/request, plus total/idle/dynamic energy, GPU-hours, carbon and cost. All figures are simulated
     (clock effects modelled, TP > 1 assumed, --day synthetic: the labels say which apply).
     """
-    from llm_energy.serving.loadgen import parse_slo
-    from llm_energy.simulate import SimConfig
     from llm_energy.simulate import simulate as run_simulation
 
-    def prepare() -> SimConfig:
-        from llm_energy.carbon import check_price, parse_carbon_intensity
-        from llm_energy.modeling.profile import DEFAULT_PROFILE, load_profile
-        from llm_energy.simulate import day_curve, make_policy
-
-        load_profile(profile or DEFAULT_PROFILE)  # every input is checked before the progress bar starts
-        make_policy(policy)
-        if day is not None:
-            day_curve(day)
-        parse_carbon_intensity(carbon_intensity)
-        check_price(price)
-        if records_out is not None and not records_out.parent.is_dir():
-            raise ConfigError(f"--records {records_out}: no such directory {records_out.parent}")
-        return SimConfig(
-            trace=trace, profile=profile or DEFAULT_PROFILE, gpus=gpus, policy=policy,
-            time_scale=time_scale, day=day, window=_window(window), slo_s=parse_slo(slo),
-            max_num_seqs=max_num_seqs, seed=seed,
-            carbon_intensity=carbon_intensity, price_per_kwh=price, parked_power_w=parked_power_w,
-        )  # fmt: skip
-
-    cfg = _guard(prepare)
+    cfg = _guard(
+        lambda: _config(
+            trace=trace, profile=profile, gpus=gpus, policy=policy, time_scale=time_scale, day=day,
+            window=window, slo=slo, max_num_seqs=max_num_seqs, seed=seed, parked_power_w=parked_power_w,
+            carbon_intensity=carbon_intensity, price=price, records_out=records_out,
+        )
+    )  # fmt: skip
     with _progress(enabled=not as_json) as on_progress:
         result = _guard(lambda: run_simulation(cfg, on_progress))
     if records_out is not None:
@@ -88,6 +72,36 @@ def simulate(
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     else:
         _render(result)
+
+
+def _config(**opts: Any) -> Any:
+    """Check every input (before the progress bar starts) and build the `SimConfig`.
+
+    Raises:
+        ConfigError: the first bad input, named.
+    """
+    from llm_energy.carbon import check_price, parse_carbon_intensity
+    from llm_energy.modeling.profile import DEFAULT_PROFILE, load_profile
+    from llm_energy.serving.loadgen import parse_slo
+    from llm_energy.simulate import SimConfig, day_curve, make_policy
+
+    profile = opts["profile"] or DEFAULT_PROFILE
+    load_profile(profile)
+    make_policy(opts["policy"])
+    if opts["day"] is not None:
+        day_curve(opts["day"])
+    parse_carbon_intensity(opts["carbon_intensity"])
+    check_price(opts["price"])
+    records_out = opts["records_out"]
+    if records_out is not None and not records_out.parent.is_dir():
+        raise ConfigError(f"--records {records_out}: no such directory {records_out.parent}")
+    return SimConfig(
+        trace=opts["trace"], profile=profile, gpus=opts["gpus"], policy=opts["policy"],
+        time_scale=opts["time_scale"], day=opts["day"], window=_window(opts["window"]),
+        slo_s=parse_slo(opts["slo"]), max_num_seqs=opts["max_num_seqs"], seed=opts["seed"],
+        carbon_intensity=opts["carbon_intensity"], price_per_kwh=opts["price"],
+        parked_power_w=opts["parked_power_w"],
+    )  # fmt: skip
 
 
 def _window(spec: str | None) -> tuple[float, float] | None:

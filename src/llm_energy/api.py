@@ -11,15 +11,11 @@ print(m.result.gpu_energy_j)
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from llm_energy.errors import ConfigError
 from llm_energy.meters.base import CpuDevice, EnergyMeter, GpuDevice, WindowHandle
 from llm_energy.records import RunResult
-
-logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -50,40 +46,6 @@ def measure(
         meter.close()
 
 
-def resolve_device(device: str) -> str:
-    """Return `cuda`, `cuda:N` or `cpu` for `device` (`auto`: CUDA where torch sees a GPU, else the CPU).
-
-    Raises:
-        ConfigError: an unknown device name, or a CUDA device torch does not see.
-    """
-    from llm_energy.sweep.spec import DEVICES, check_device
-
-    try:
-        check_device(device)
-    except ValueError:
-        raise ConfigError(f"unknown device {device!r}; valid devices: {DEVICES}") from None
-    if device == "cpu":
-        return "cpu"
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if device == "auto":
-        if count:
-            return "cuda"
-        logger.warning("no CUDA GPU: running on the CPU, where energy is only estimated")
-        return "cpu"
-    if not count:
-        raise ConfigError(
-            f"device {device!r} requested but torch sees no CUDA GPU (use --device cpu or auto)"
-        )
-    index = int(device.partition(":")[2] or 0)
-    if index >= count:
-        raise ConfigError(
-            f"device {device!r} requested but torch sees {count} CUDA GPU(s): cuda:0..cuda:{count - 1}"
-        )
-    return device
-
-
 def run_measure(
     point_fields: dict[str, object],
     *,
@@ -101,13 +63,10 @@ def run_measure(
     """
     from llm_energy.sweep.runner import RunOptions
     from llm_energy.sweep.spec import make_point
-    from llm_energy.sweep.worker import GroupWorker
+    from llm_energy.sweep.worker import GroupWorker, measure_one
 
     point = make_point(**point_fields)  # validates names and lengths before anything heavy
     options = RunOptions(target_window_s=target_window_s, measure_total=measure_total, repeats=repeats)
-    worker = GroupWorker(point, options, idle_s=idle_s, cpu_tdp_w=cpu_tdp_w, on_status=on_status)
-    try:
-        worker.open()
-        return worker.run(point)
-    finally:
-        worker.close()
+    return measure_one(
+        GroupWorker(point, options, idle_s=idle_s, cpu_tdp_w=cpu_tdp_w, on_status=on_status), point
+    )

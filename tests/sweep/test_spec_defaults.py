@@ -7,9 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from llm_energy.api import resolve_device
 from llm_energy.architectures import load_architecture
 from llm_energy.cli import app
+from llm_energy.engines.devices import resolve_device
 from llm_energy.errors import ConfigError
 from llm_energy.store import Store
 from llm_energy.sweep.spec import Point, SweepSpec, load_spec, make_point, parse_spec

@@ -190,7 +190,7 @@ class _MeasureRun:
         point = make_point(**fields, options=options)  # names, lengths, options: all before any hardware
         check_installed(point.engine)
         if point.engine != "simulated":
-            from llm_energy.api import resolve_device
+            from llm_energy.engines.devices import resolve_device
 
             resolve_device(point.device)  # a CUDA device torch does not see is refused here
         return point

@@ -105,8 +105,8 @@ def _check_gpu_energy(engine: str, device: str) -> None:
     """
     if engine == "simulated":
         return
-    from llm_energy.api import resolve_device
     from llm_energy.engines import check_installed
+    from llm_energy.engines.devices import resolve_device
 
     check_installed(engine)
     if resolve_device(device) == "cpu":

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +26,7 @@ from pydantic import (
 
 from llm_energy.architectures import SUPPORTED_DTYPES, Architecture, check_lengths, load_architecture
 from llm_energy.engines import check_mode
+from llm_energy.engines.devices import check_device
 from llm_energy.errors import ConfigError
 
 Init = Literal["normal", "uniform", "zeros"]
@@ -40,9 +40,6 @@ SHARED_GPU_NOTE = (
 )
 
 
-DEVICES = "auto, cpu, cuda or cuda:N"
-"""The devices a point may name; `auto` is a CUDA GPU where torch sees one, else the CPU."""
-
 MAX_BATCH_TOKENS = 2**31 - 1
 """Most tokens (batch x (input + output)) one batch may hold: more than any engine's tensors index."""
 
@@ -51,17 +48,6 @@ MAX_WINDOW_S = 3600.0
 
 POINT_FIELDS_NOT_OPTIONS = ("mode", "device", "dtype", "init", "seed")
 """Point fields an engine's options must not set (the point's own field sets them)."""
-
-
-def check_device(device: str) -> str:
-    """Return `device` if it names a device a point can run on.
-
-    Raises:
-        ValueError: anything but auto, cpu, cuda or cuda:N (pydantic turns it into a named error).
-    """
-    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", device):
-        raise ValueError(f"device must be {DEVICES}, got {device!r}")
-    return device
 
 
 def check_dtype(dtype: str) -> str:

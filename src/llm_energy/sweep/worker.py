@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_energy.engines.base import Engine
+from llm_energy.engines.devices import cuda_index, resolve_device
 from llm_energy.errors import ConfigError, GpuSettingsError
 from llm_energy.meters.base import Clock, CpuDevice, EnergyMeter, GpuDevice
 from llm_energy.records import Measurement, RunResult
@@ -90,11 +91,6 @@ def gpu_index_of(point: Point, device: str | None = None) -> int:
             f"gpu_clock_mhz / power_limit_w need a GPU, but {point.model} {point.engine} runs on the CPU"
         )
     return cuda_index(device)
-
-
-def cuda_index(device: str) -> int:
-    """Return N of a `cuda:N` device string; 0 for `cuda` or `auto`."""
-    return int(device.split(":")[1]) if device.startswith("cuda:") else 0
 
 
 def local_devices(
@@ -229,7 +225,6 @@ class GroupWorker:
         if self.first.engine == "simulated":
             self._open_simulated()
         else:
-            from llm_energy.api import resolve_device
             from llm_energy.architectures import load_architecture
             from llm_energy.engines import build_engine, check_installed
 

@@ -84,7 +84,6 @@ KNOWN: frozenset[tuple[str, str]] = frozenset(
         ("llm_energy.serving.compare", "llm_energy.measure_validation"),
         ("llm_energy.store.serving", "llm_energy.serving.session"),
         ("llm_energy.store.serving", "llm_energy.serving.metrics"),
-        ("llm_energy.store.db", "llm_energy.store.export"),
         ("llm_energy.engines.hf_tp", "llm_energy.architectures.build"),
         *(
             (f"llm_energy.cli.{name}", "llm_energy.cli")

@@ -7,7 +7,8 @@ one-row-per-run table as CSV or Parquet without ever leaving a half-written file
 from __future__ import annotations
 
 from llm_energy.store.db import APPLICATION_ID, MEMORY, SCHEMA_VERSION, Store, default_db_path
-from llm_energy.store.export import EXPORT_SUFFIXES, FRAME_PHASES, ExportFormat, export_runs, frame_of_runs
+from llm_energy.store.export import EXPORT_SUFFIXES, ExportFormat, export_runs
+from llm_energy.store.frames import FRAME_PHASES, frame_of_runs
 
 __all__ = [
     "APPLICATION_ID",

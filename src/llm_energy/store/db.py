@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from llm_energy.errors import ConfigError, NotAStore, StoreError
 from llm_energy.records import STATUSES, RunResult
 from llm_energy.store._rows import RunRows, chunks, run_rows, runs_of, schema_statements
+from llm_energy.store.frames import frame_of_runs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -247,7 +248,7 @@ class Store:
     def runs_frame(self, *, status: str | None = None) -> pd.DataFrame:
         """Return one row per run, flattened for analysis and export.
 
-        The columns are those of `llm_energy.store.export.frame_of_runs`: the run's own fields,
+        The columns are those of `llm_energy.store.frames.frame_of_runs`: the run's own fields,
         every `config` key, every `env` key prefixed `env_`, and per-repetition figures of the
         prefill, decode and total phases (`decode_energy_j`, `decode_energy_per_token_j`, ...).
 
@@ -258,8 +259,6 @@ class Store:
             ConfigError: `status` is not a known status.
             StoreError: The database cannot be read.
         """
-        from llm_energy.store.export import frame_of_runs
-
         return frame_of_runs(self.read_runs(status=status))
 
     # -- internals -----------------------------------------------------------------------------

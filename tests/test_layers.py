@@ -76,7 +76,6 @@ STORE_MAY_IMPORT = frozenset({"records", "errors", "units", "atomic", "store"})
 KNOWN: frozenset[tuple[str, str]] = frozenset(
     {
         # issue 19, to be taken off one by one as each is fixed
-        ("llm_energy.engines.simulated", "llm_energy.meters.simulated"),
         ("llm_energy.parallel.follower", "llm_energy.engines.hf_tp"),
         ("llm_energy.parallel.group", "llm_energy"),
         ("llm_energy.serving.compare", "llm_energy.validate"),

@@ -1,10 +1,14 @@
-"""A simulated engine: advances a shared `SimClock` and sets a `SimulatedGpu`'s power per phase.
+"""A simulated engine: advances a shared simulated clock and sets simulated GPUs' power per phase.
 
 It implements the real `Engine` protocol, so runner → meter → store → report run end to end on a
 CPU in milliseconds, with known ground truth: prefill takes `prefill_s_per_token` per token at
 `prefill_power_w`, and each decode step takes `decode_step_s` at `decode_power_w`. Power never
 exceeds a GPU's power limit (`SimulatedGpu.power_limit_w`): a lower limit caps the phase powers and
 so the energy (the timing stays the same; a real GPU would also slow down).
+
+The clock and the GPUs are injected (`meters.simulated.SimClock` and `SimulatedGpu` fit the
+`SimClock` and `PoweredGpu` protocols below): like every engine, this one imports no meter, and the
+meter that measures it reads the same devices.
 """
 
 from __future__ import annotations
@@ -12,13 +16,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm_energy.engines.base import Batch
 from llm_energy.errors import EngineError, OutOfMemory
-from llm_energy.meters.simulated import SimClock, SimulatedGpu
 
 SIMULATED_CALIBRATION_SPEC = """\
 name: sim-calibration
@@ -31,6 +34,28 @@ window_s: 1.0
 idle_s: 1.0
 """
 """A small calibration sweep of this engine (18 points, seconds on a CPU): tests' and smoke runs' profile."""
+
+
+class SimClock(Protocol):
+    """The simulated clock the engine advances (a `meters.simulated.SimClock`)."""
+
+    def __call__(self) -> float:
+        """Return the simulated time in seconds."""
+        ...
+
+    def advance(self, dt_s: float) -> None:
+        """Move the clock forward by `dt_s` seconds."""
+        ...
+
+
+class PoweredGpu(Protocol):
+    """A simulated GPU whose power the engine sets per phase (a `meters.simulated.SimulatedGpu`)."""
+
+    power_limit_w: float
+
+    def set_power_w(self, power_w: float) -> None:
+        """Draw `power_w` watts from now on."""
+        ...
 
 
 class SimulatedEngineConfig(BaseModel):
@@ -59,7 +84,7 @@ class SimulatedEngine:
     separate_decode: ClassVar[bool] = True
     Config: ClassVar[type[SimulatedEngineConfig]] = SimulatedEngineConfig
 
-    def __init__(self, config: SimulatedEngineConfig, clock: SimClock, gpus: list[SimulatedGpu]) -> None:
+    def __init__(self, config: SimulatedEngineConfig, clock: SimClock, gpus: Sequence[PoweredGpu]) -> None:
         self.config = config
         self.clock = clock
         self.gpus = gpus

@@ -177,14 +177,41 @@ def recommend(
         Path | None,
         typer.Option(help="--validate: directory for the recommendation, runs and summary (JSON)"),
     ] = None,
+    scorer: Annotated[
+        str, typer.Option(help="model (mean-value load, default) | simulate (the trace's arrivals, bursts)")
+    ] = "model",
+    window: Annotated[
+        str | None, typer.Option(help="--scorer simulate: START:DURATION of the trace in seconds")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Recommend the least-energy configuration meeting the SLO at the trace's rate (modelled).
 
     With --validate, the choice and the baseline then run on the same sample of the trace and are
-    measured: energy per request against the model, the saving, latency and SLO attainment.
+    measured: energy per request against the model, the saving, latency and SLO attainment. With
+    --scorer simulate, every candidate (profile × max_num_seqs × instances × clocks) is simulated on the
+    trace's real arrivals instead.
     """
     from llm_energy.recommend.validation import SampleSpec
+
+    if scorer not in ("model", "simulate"):
+        _guard(
+            lambda: (_ for _ in ()).throw(ConfigError(f"unknown --scorer {scorer!r}; valid: model, simulate"))
+        )
+    if scorer == "simulate":
+        from llm_energy.cli.recommend_sim import run_simulated_recommend
+        from llm_energy.modeling.profile import DEFAULT_PROFILE
+        from llm_energy.serving import parse_slo
+
+        slo_s = _guard(lambda: parse_slo(slo or "ttft=2s,tpot=100ms"))
+        clocks = _guard(lambda: _parse_clocks(gpu_clocks_mhz))
+        ok = run_simulated_recommend(
+            trace, profile or [DEFAULT_PROFILE], slo_s, gpus=gpus or 1, window=window, clocks=clocks,
+            as_json=as_json,
+        )  # fmt: skip
+        if not ok:
+            raise typer.Exit(1)
+        return
 
     spec = SampleSpec(trace, sample, seed, max_input_tokens, max_output_tokens) if validate else None
     _recommend_command(

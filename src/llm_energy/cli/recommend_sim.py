@@ -1,0 +1,78 @@
+"""`recommend --scorer simulate`: every candidate served the trace's real arrivals in the simulator."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from llm_energy.cli import _guard, console, err_console, esc, fold
+from llm_energy.errors import ConfigError
+
+
+def parse_window(spec: str | None) -> tuple[float, float] | None:
+    """`START:DURATION` in the trace's own seconds (e.g. 0:600), or None for the whole trace.
+
+    Raises:
+        ConfigError: not two numbers, or a negative start / non-positive duration.
+    """
+    if spec is None:
+        return None
+    try:
+        start, duration = (float(x) for x in spec.split(":"))
+    except ValueError:
+        raise ConfigError(f"bad --window {spec!r}: expected START:DURATION in seconds, e.g. 0:600") from None
+    if not (start >= 0 and duration > 0):
+        raise ConfigError(f"bad --window {spec!r}: start must be ≥ 0 and duration > 0")
+    return start, duration
+
+
+def run_simulated_recommend(
+    trace: str, names: list[str], slo_s: dict[str, float], *, gpus: int, window: str | None,
+    clocks: list[float] | None, as_json: bool,
+) -> bool:  # fmt: skip
+    """Score, print (or write JSON) and return whether a configuration meets the SLO."""
+    from llm_energy.modeling.profile import load_profile
+    from llm_energy.recommend.simulated import recommend_by_simulation
+
+    def run() -> Any:
+        profiles = {n: load_profile(n) for n in names}
+        with Progress(
+            TextColumn("[bold]simulating candidates"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=Console(stderr=True), transient=True, disable=as_json,
+        ) as bar:  # fmt: skip
+            task = bar.add_task("", total=None)
+            return recommend_by_simulation(
+                trace, profiles, gpus=gpus, slo_s=slo_s, window=parse_window(window), clocks_mhz=clocks or (),
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )  # fmt: skip
+
+    rec = _guard(run)
+    if as_json:
+        sys.stdout.write(json.dumps(rec.to_dict(), indent=2, default=str) + "\n")
+    else:
+        _render(rec, trace)
+    if rec.choice is None:
+        err_console.print(f"no simulated configuration meets the SLO on {esc(trace)}", highlight=False)
+    return rec.choice is not None
+
+
+def _render(rec: Any, trace: str) -> None:
+    win = "whole trace" if rec.window is None else f"window {rec.window[0]:g}+{rec.window[1]:g} s"
+    t = Table(title=esc(f"recommendation by simulation: {trace}, {win} (simulated, modelled)"))
+    for col in ("role", "configuration", "J/request", "p90 TTFT ms", "p90 TPOT ms", "SLO %", "GPU-h"):
+        t.add_column(col, justify="right" if col not in ("role", "configuration") else "left")
+    rows = [("choice", rec.choice), ("runner-up", rec.runner_up)] + [("frontier", c) for c in rec.frontier]
+    for role, c in rows:
+        if c is None:
+            continue
+        t.add_row(
+            role, esc(c.label()), f"{c.energy_per_request_j:,.1f}", f"{c.ttft_p90_s * 1e3:,.0f}",
+            f"{c.tpot_p90_s * 1e3:.1f}", f"{c.attainment_pct:.1f}", f"{c.gpu_hours:.2f}",
+        )  # fmt: skip
+    console.print(fold(t))
+    console.print(f"{len(rec.candidates)} candidates simulated" + "".join(f"; {esc(s)}" for s in rec.skipped))

@@ -1,4 +1,4 @@
-"""Recommend by simulation: each candidate serves the trace's real arrivals (bursts included) in the simulator.
+"""Recommend by simulation: each candidate serves the trace's real arrivals (bursts included), simulated.
 
 The mean-value recommender (`search.py`) models a steady load by Little's law. This one runs each candidate
 configuration — a profile (engine, mode, GPU), `max_num_seqs`, the number of instances (TP 1 each) and, where

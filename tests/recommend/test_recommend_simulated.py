@@ -37,11 +37,11 @@ def test_the_choice_is_the_least_energy_that_meets_the_slo_and_the_frontier_is_u
 
 
 def test_cli_writes_json_and_a_slo_nobody_meets_exits_1():
-    ok = runner.invoke(app, ["recommend", "--scorer", "simulate", "--window", "0:120", "--json"])
+    ok = runner.invoke(app, ["recommend", "--scorer", "simulate", "--window", "0,120", "--json"])
     assert ok.exit_code == 0, ok.output
     data = json.loads(ok.stdout)
     assert data["scorer"] == "simulate" and data["choice"]["meets_slo"] and data["window"] == [0.0, 120.0]
-    none = runner.invoke(app, ["recommend", "--scorer", "simulate", "--window", "0:120", "--slo", "ttft=1ms"])
+    none = runner.invoke(app, ["recommend", "--scorer", "simulate", "--window", "0,120", "--slo", "ttft=1ms"])
     assert none.exit_code == 1
     assert "no simulated configuration meets the SLO on azure-conv" in none.output
 
@@ -50,4 +50,38 @@ def test_bad_scorer_and_window_are_one_line_errors():
     bad = runner.invoke(app, ["recommend", "--scorer", "magic"])
     assert bad.exit_code == 2 and "unknown --scorer 'magic'; valid: model, simulate" in bad.output
     win = runner.invoke(app, ["recommend", "--scorer", "simulate", "--window", "ten"])
-    assert win.exit_code == 2 and "bad --window 'ten': expected START:DURATION" in win.output
+    assert win.exit_code == 2 and "bad --window 'ten': expected START,DURATION" in win.output
+
+
+def test_online_check_replays_choice_and_runner_up_through_real_servers():
+    """The choice and the runner-up are launched (stub servers on 127.0.0.1 here: no GPU) and sent the same
+    trace window; without a GPU the check is latency only and says so."""
+    from llm_energy.recommend.online_check import check_online
+    from llm_energy.serving.loadgen import schedule_from_trace
+    from llm_energy.serving.servers.stub import stub_server
+    from llm_energy.workloads import load_trace
+
+    profiles = {"h200-llama-3.1-8b-vllm": load_profile("h200-llama-3.1-8b-vllm")}
+    rec = recommend_by_simulation("azure-conv", profiles, gpus=1, slo_s={"ttft": 2.0}, window=(0.0, 4.0))
+    launched = []
+
+    def servers(c):
+        launched.append((c.max_num_seqs, c.instances))
+        return [stub_server(token_delay_s=0.0005) for _ in range(c.instances)]
+
+    checks = check_online(rec, "azure-conv", slo_s={"ttft": 2.0}, servers=servers)
+    assert [c.role for c in checks] == ["choice", "runner-up"]
+    assert launched[0] == (rec.choice.max_num_seqs, rec.choice.instances)
+    sent = len(schedule_from_trace(load_trace("azure-conv"), 1.0, (0.0, 4.0)))
+    for c in checks:
+        assert c.requests_ok == sent and c.measured_energy_per_request_j is None and c.energy_ratio is None
+        assert "no GPU metered here: latency only" in c.notes
+        assert c.measured_ttft_p90_s is not None and c.measured_ttft_p90_s < 2.0
+
+
+def test_validate_online_without_a_gpu_is_one_clear_error():
+    res = runner.invoke(app, ["recommend", "--scorer", "simulate", "--window", "0,60", "--validate-online"])
+    assert res.exit_code == 2
+    assert (
+        "--validate-online replays through vLLM on this machine's GPUs, and there is none here" in res.output
+    )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from llm_energy.cli import (
+from llm_energy.cli.app import (
     DbOption,
     JsonOption,
     _guard,
@@ -181,8 +181,15 @@ def recommend(
         str, typer.Option(help="model (mean-value load, default) | simulate (the trace's arrivals, bursts)")
     ] = "model",
     window: Annotated[
-        str | None, typer.Option(help="--scorer simulate: START:DURATION of the trace in seconds")
+        str | None, typer.Option(help="--scorer simulate: START,DURATION of the trace in seconds")
     ] = None,
+    validate_online: Annotated[
+        bool,
+        typer.Option(
+            "--validate-online",
+            help="--scorer simulate: replay the choice and the runner-up through vLLM servers (GPU)",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Recommend the least-energy configuration meeting the SLO at the trace's rate (modelled).
@@ -207,7 +214,7 @@ def recommend(
         clocks = _guard(lambda: _parse_clocks(gpu_clocks_mhz))
         ok = run_simulated_recommend(
             trace, profile or [DEFAULT_PROFILE], slo_s, gpus=gpus or 1, window=window, clocks=clocks,
-            as_json=as_json,
+            as_json=as_json, validate_online=validate_online,
         )  # fmt: skip
         if not ok:
             raise typer.Exit(1)

@@ -10,12 +10,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from llm_energy.cli import _guard, console, err_console, esc, fold
+from llm_energy.cli.app import _guard, console, err_console, esc, fold
 from llm_energy.errors import ConfigError
 
 
 def parse_window(spec: str | None) -> tuple[float, float] | None:
-    """`START:DURATION` in the trace's own seconds (e.g. 0:600), or None for the whole trace.
+    """`START,DURATION` in the trace's own seconds (e.g. 0,600; as `replay --window`), or None for all of it.
 
     Raises:
         ConfigError: not two numbers, or a negative start / non-positive duration.
@@ -23,9 +23,9 @@ def parse_window(spec: str | None) -> tuple[float, float] | None:
     if spec is None:
         return None
     try:
-        start, duration = (float(x) for x in spec.split(":"))
+        start, duration = (float(x) for x in spec.split(","))
     except ValueError:
-        raise ConfigError(f"bad --window {spec!r}: expected START:DURATION in seconds, e.g. 0:600") from None
+        raise ConfigError(f"bad --window {spec!r}: expected START,DURATION in seconds, e.g. 0,600") from None
     if not (start >= 0 and duration > 0):
         raise ConfigError(f"bad --window {spec!r}: start must be ≥ 0 and duration > 0")
     return start, duration
@@ -33,7 +33,7 @@ def parse_window(spec: str | None) -> tuple[float, float] | None:
 
 def run_simulated_recommend(
     trace: str, names: list[str], slo_s: dict[str, float], *, gpus: int, window: str | None,
-    clocks: list[float] | None, as_json: bool,
+    clocks: list[float] | None, as_json: bool, validate_online: bool = False,
 ) -> bool:  # fmt: skip
     """Score, print (or write JSON) and return whether a configuration meets the SLO."""
     from llm_energy.modeling.profile import load_profile
@@ -52,10 +52,14 @@ def run_simulated_recommend(
             )  # fmt: skip
 
     rec = _guard(run)
+    checks = _guard(lambda: _online(rec, trace, slo_s, names)) if validate_online and rec.choice else []
     if as_json:
-        sys.stdout.write(json.dumps(rec.to_dict(), indent=2, default=str) + "\n")
+        payload = rec.to_dict() | ({"online": [c.to_dict() for c in checks]} if validate_online else {})
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
     else:
         _render(rec, trace)
+        if checks:
+            _render_checks(checks)
     if rec.choice is None:
         err_console.print(f"no simulated configuration meets the SLO on {esc(trace)}", highlight=False)
     return rec.choice is not None
@@ -76,3 +80,47 @@ def _render(rec: Any, trace: str) -> None:
         )  # fmt: skip
     console.print(fold(t))
     console.print(f"{len(rec.candidates)} candidates simulated" + "".join(f"; {esc(s)}" for s in rec.skipped))
+
+
+def _online(rec: Any, trace: str, slo_s: dict[str, float], names: list[str]) -> list[Any]:
+    """Replay the choice and the runner-up through vLLM on this machine's GPUs."""
+    from llm_energy.meters import detect_gpus
+    from llm_energy.modeling.profile import load_profile
+    from llm_energy.recommend.online_check import check_online, vllm_servers
+
+    prof = load_profile(rec.choice.profile)
+    gpus, _ = detect_gpus()
+    if not gpus:
+        raise ConfigError(
+            "--validate-online replays through vLLM on this machine's GPUs, and there is none here"
+        )
+    if prof.engine != "vllm":
+        raise ConfigError(f"--validate-online launches vLLM; the choice's profile is {prof.engine}")
+    return check_online(
+        rec, trace, slo_s=slo_s, servers=vllm_servers(prof.model, prof.mode or "cudagraphs"), gpus=gpus,
+        on_status=lambda text: err_console.print(esc(text), highlight=False),
+    )  # fmt: skip
+
+
+def _render_checks(checks: list[Any]) -> None:
+    t = Table(title="measured online (same trace window) vs simulated")
+    for col in (
+        "role",
+        "simulated J/req",
+        "measured J/req",
+        "sim/meas",
+        "p90 TTFT ms",
+        "p90 TPOT ms",
+        "SLO %",
+    ):
+        t.add_column(col, justify="right")
+    for c in checks:
+        m = c.measured_energy_per_request_j
+        t.add_row(
+            c.role, f"{c.candidate.steady_energy_per_request_j:,.1f}", "—" if m is None else f"{m:,.1f}",
+            "—" if c.energy_ratio is None else f"{c.energy_ratio:.2f}",
+            "—" if c.measured_ttft_p90_s is None else f"{c.measured_ttft_p90_s * 1e3:,.0f}",
+            "—" if c.measured_tpot_p90_s is None else f"{c.measured_tpot_p90_s * 1e3:.1f}",
+            "—" if c.measured_attainment_pct is None else f"{c.measured_attainment_pct:.1f}",
+        )  # fmt: skip
+    console.print(fold(t))

@@ -37,6 +37,8 @@ class SimCandidate:
     attainment_pct: float
     gpu_hours: float
     meets_slo: bool
+    steady_energy_per_request_j: float = float("nan")
+    """Energy per request over the steady-state window (no warm-up, no drain), as `replay` measures it."""
 
     def label(self) -> str:
         """Short name of the configuration."""
@@ -91,6 +93,7 @@ def _score(cfg: Any, name: str, seqs: int, n: int, clock: float | None, slo_s: M
         ttft_p90_s=s.ttft.p90_s if s.ttft else nan, tpot_p90_s=s.tpot.p90_s if s.tpot else nan,
         e2e_p90_s=s.e2e.p90_s if s.e2e else nan, attainment_pct=pct, gpu_hours=res.totals.gpu_hours,
         meets_slo=s.failed == 0 and pct >= 100 * attainment,
+        steady_energy_per_request_j=res.energy.energy_per_request_j,
     )  # fmt: skip
 
 

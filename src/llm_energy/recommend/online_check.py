@@ -1,0 +1,98 @@
+"""`recommend --scorer simulate --validate-online`: the choice and the runner-up replayed through real servers.
+
+Each of the two configurations is launched as it was simulated (vLLM, its `max_num_seqs`, one replica per
+instance, one GPU each) and sent the same trace window at the trace's own timestamps (`replay`'s machinery:
+warm-up, idle power, consecutive meter windows, steady-state energy with warm-up and drain left out). The
+measured steady-state J/request and p90 TTFT/TPOT stand beside what the simulator said, and the two measured
+runs are compared with each other: the recommendation holds when the choice measures no more energy than the
+runner-up while meeting the SLO. Without a GPU the replay still runs (latency only) and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from llm_energy.recommend.simulated import SimCandidate, SimRecommendation
+
+ServerFactory = Callable[[SimCandidate], Sequence[Any]]
+"""Returns the (not started) servers of one candidate: one per instance."""
+
+
+@dataclass(frozen=True)
+class OnlineCheck:
+    """One configuration: simulated vs measured on the same trace window."""
+
+    role: str
+    candidate: SimCandidate
+    measured_energy_per_request_j: float | None
+    measured_ttft_p90_s: float | None
+    measured_tpot_p90_s: float | None
+    measured_attainment_pct: float | None
+    requests_ok: int
+    notes: tuple[str, ...]
+
+    @property
+    def energy_ratio(self) -> float | None:
+        """Simulated / measured steady-state J per request (None without a GPU)."""
+        m = self.measured_energy_per_request_j
+        return None if not m else self.candidate.steady_energy_per_request_j / m
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {**asdict(self), "energy_ratio": self.energy_ratio}
+
+
+def vllm_servers(model: str, mode: str = "cudagraphs") -> ServerFactory:
+    """Launch a candidate as vLLM servers on this machine's GPUs (one per instance)."""
+    from llm_energy.serving.servers import launch_servers
+
+    def make(c: SimCandidate) -> Sequence[Any]:
+        return launch_servers("vllm", model, replicas=c.instances, mode=mode, max_num_seqs=c.max_num_seqs)
+
+    return make
+
+
+def check_online(
+    rec: SimRecommendation,
+    trace: str,
+    *,
+    slo_s: Mapping[str, float],
+    servers: ServerFactory,
+    gpus: Sequence[Any] = (),
+    idle_s: float = 2.0,
+    on_status: Callable[[str], None] | None = None,
+) -> list[OnlineCheck]:
+    """Replay the trace window through the choice's and the runner-up's servers; return both checks."""
+    from llm_energy.serving.loadgen import schedule_from_trace
+    from llm_energy.serving.servers import ServerGroup
+    from llm_energy.serving.session import replay_servers
+    from llm_energy.workloads import load_trace
+
+    requests = schedule_from_trace(load_trace(trace), 1.0, rec.window)
+    out = []
+    for role, cand in (("choice", rec.choice), ("runner-up", rec.runner_up)):
+        if cand is None:
+            continue
+        if on_status is not None:
+            on_status(f"replaying the {role}: {cand.label()}")
+        with ServerGroup(list(servers(cand))) as started:
+            run = replay_servers(
+                started, requests, gpus=gpus, slo_s=slo_s, idle_s=idle_s if gpus else 0.0,
+                config={"recommend": role, "candidate": asdict(cand), "trace": trace},
+            )  # fmt: skip
+        s = run.summary
+        out.append(
+            OnlineCheck(
+                role=role,
+                candidate=cand,
+                measured_energy_per_request_j=None if run.energy is None else run.energy.energy_per_request_j,
+                measured_ttft_p90_s=s.ttft.p90_s if s.ttft else None,
+                measured_tpot_p90_s=s.tpot.p90_s if s.tpot else None,
+                measured_attainment_pct=s.slo_attainment_pct,
+                requests_ok=s.ok,
+                notes=tuple(run.notes) + (() if gpus else ("no GPU metered here: latency only",)),
+            )  # fmt: skip
+        )
+    return out

@@ -1,4 +1,4 @@
-"""`recommend --scorer simulate --validate-online`: the choice and the runner-up replayed through real servers.
+"""`recommend --scorer simulate --validate-online`: the choice and the runner-up replayed on real servers.
 
 Each of the two configurations is launched as it was simulated (vLLM, its `max_num_seqs`, one replica per
 instance, one GPU each) and sent the same trace window at the trace's own timestamps (`replay`'s machinery:

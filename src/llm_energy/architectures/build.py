@@ -62,7 +62,8 @@ def torch_dtype(name: str) -> torch.dtype:
     return dtype
 
 
-def _hf_config(arch: Architecture) -> Any:
+def hf_config(arch: Architecture) -> Any:
+    """Return the transformers config of `arch` (imports transformers)."""
     from transformers import AutoConfig
 
     # Deep copy: transformers rewrites nested dicts (rope_scaling → rope_parameters) in place.
@@ -108,7 +109,8 @@ def _overwrite_parameters(model: torch.nn.Module, init: Init, seed: int, target:
                 parameter.uniform_(-UNIFORM_INIT_BOUND, UNIFORM_INIT_BOUND, generator=generator)
 
 
-def _clear_stop_tokens(model: torch.nn.Module) -> None:
+def clear_stop_tokens(model: torch.nn.Module) -> None:
+    """Unset the end-of-sequence tokens of `model`, so generation runs to the length asked for."""
     config = getattr(model, "config", None)
     if config is not None:
         config.eos_token_id = None
@@ -177,14 +179,14 @@ def build_model(
             raise ConfigError(f"cannot load the checkpoint in {arch.path}: {exc}") from exc
         model = model.to(target)
     else:
-        config = _hf_config(arch)
+        config = hf_config(arch)
         with torch.random.fork_rng(devices=_cuda_rng_indices(target)):
             torch.manual_seed(seed)
             with target:
                 model = auto_model.from_config(config, dtype=weight_dtype)
         if init != "normal" and target.type != "meta":
             _overwrite_parameters(model, init, seed, target)
-    _clear_stop_tokens(model)
+    clear_stop_tokens(model)
     model.eval()
     return model
 
@@ -208,7 +210,7 @@ def meta_param_count(arch: Architecture) -> int:
     from transformers import AutoModelForCausalLM
 
     auto_model: Any = AutoModelForCausalLM
-    config = _hf_config(arch)
+    config = hf_config(arch)
     with torch.device("meta"):
         model = auto_model.from_config(config)
     return int(sum(parameter.numel() for parameter in model.parameters()))

@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 TPWeights = Literal["auto", "full", "shard"]
 
+FOLLOWER = "llm_energy.engines.hf_tp:follower_main"
+"""The entry point each follower process runs (`TPGroup` spawns it by name)."""
+
 FULL_WEIGHTS_MAX_BYTES = 4 * 2**30
 """`auto` builds the whole model on each rank (identical to TP 1) up to this many bytes of weights."""
 
@@ -86,13 +89,13 @@ def build_tp_model(
     """
     from transformers.distributed.configuration_utils import DistributedConfig
 
-    from llm_energy.architectures.build import _clear_stop_tokens, _hf_config, torch_dtype
+    from llm_energy.architectures.build import clear_stop_tokens, hf_config, torch_dtype
 
     dist_config = DistributedConfig(tp_size=tp_size)
     weight_dtype = torch_dtype(dtype)
     with local_rank_env(device, rank):
         if arch.path is not None:
-            config = _hf_config(arch)
+            config = hf_config(arch)
             try:
                 model = _causal_lm_class(config).from_pretrained(
                     arch.path, dtype=weight_dtype, local_files_only=True, distributed_config=dist_config
@@ -109,7 +112,7 @@ def build_tp_model(
             del full, state
         else:
             model = _load_shards(arch, dist_config, weight_dtype, init, seed, device)
-    _clear_stop_tokens(model)
+    clear_stop_tokens(model)
     model.eval()
     module: torch.nn.Module = model
     return module
@@ -120,9 +123,9 @@ def _load_shards(arch: Architecture, dist_config: Any, dtype: Any, init: str, se
     import torch.distributed as dist
     from torch.distributed.tensor import DTensor
 
-    from llm_energy.architectures.build import _hf_config
+    from llm_energy.architectures.build import hf_config
 
-    config = _hf_config(arch)
+    config = hf_config(arch)
     with torch.random.fork_rng(devices=[torch.device(device)] if device.startswith("cuda") else []):
         torch.manual_seed(seed)
         with warnings.catch_warnings():
@@ -224,7 +227,7 @@ class TPEngine:
             "tp_size": tp_size,
             "weights": self.local.weights,
         }
-        self.group = TPGroup(tp_size, config.device, spec, timeout_s=timeout_s)
+        self.group = TPGroup(tp_size, config.device, spec, follower=FOLLOWER, timeout_s=timeout_s)
         self._threads: int | None = None
 
     @property

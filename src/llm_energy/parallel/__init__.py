@@ -3,8 +3,9 @@
 * `checks` — a TP size is checked against the model's heads and the visible GPUs before any weight
   is loaded (pure Python, no torch).
 * `group` — the process group: rank 0 is the measuring process, ranks 1..N-1 are follower processes
-  it spawns (`python -m llm_energy.parallel.follower`); commands go from rank 0 to the followers so
-  every rank runs the same phases in lockstep (see `llm_energy.engines.hf_tp`).
+  it spawns (`python -m llm_energy.parallel.follower ENTRY`, ENTRY the engine's follower function);
+  commands go from rank 0 to the followers so every rank runs the same phases in lockstep (see
+  `llm_energy.engines.hf_tp`).
 * `compare` — N replicas of one GPU each vs one TP group of N GPUs at the same total load, from
   measured runs in the store.
 

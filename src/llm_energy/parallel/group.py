@@ -1,7 +1,8 @@
 """A tensor-parallel process group: rank 0 here, ranks 1..N-1 in follower processes it spawns.
 
 Rank 0 is the process that measures (the worker that owns the meter), so the runner and the meter
-code run unchanged there. It spawns the followers (`python -m llm_energy.parallel.follower`) with the
+code run unchanged there. It spawns the followers (`python -m llm_energy.parallel.follower ENTRY`,
+ENTRY being the engine's `module:function` that runs one follower rank: the group knows no engine) with the
 torchrun environment (`RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`) and joins
 them in `torch.distributed` (NCCL on GPUs, gloo on the CPU). From then on rank 0 sends each engine
 call as a command and the followers run the same call, so every rank runs the same phases in the
@@ -67,9 +68,7 @@ def backend_for(device: str) -> str:
 
 def package_root() -> str:
     """Return the directory `llm_energy` was imported from (src/ in a checkout)."""
-    import llm_energy
-
-    return str(Path(llm_energy.__file__).resolve().parents[1])
+    return str(Path(__file__).resolve().parents[2])
 
 
 def cpu_threads_per_rank(world_size: int) -> int:
@@ -171,8 +170,9 @@ class TPGroup:
     Args:
         world_size: Ranks in the group (the TP size).
         device: Rank 0's device (``cpu``, ``cuda`` or ``cuda:N``); rank r uses `rank_device`.
-        follower_spec: JSON-ready description of the engine every follower builds (see
-            `llm_energy.parallel.follower`).
+        follower_spec: JSON-ready description of the engine every follower builds.
+        follower: `module:function` each follower process runs with the spec's JSON as its only
+            argument (see `llm_energy.parallel.follower`); it returns the process's exit code.
         timeout_s: Collective timeout: a rank stuck longer (e.g. a dead peer) fails with an error.
         python: Interpreter for the followers (this one by default).
     """
@@ -183,12 +183,14 @@ class TPGroup:
         device: str,
         follower_spec: dict[str, Any],
         *,
+        follower: str,
         timeout_s: float = 1800.0,
         python: str = sys.executable,
     ) -> None:
         self.world_size = world_size
         self.device = device
         self.follower_spec = follower_spec
+        self.follower = follower
         self.timeout_s = timeout_s
         self.python = python
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -231,7 +233,7 @@ class TPGroup:
                 # Ranks share the CPU: each takes its part of the cores, or OpenMP threads spinning
                 # in every rank make each collective wait for a time slice (x30 slower on 2 cores).
                 env.setdefault("OMP_NUM_THREADS", str(cpu_threads_per_rank(self.world_size)))
-            cmd = [self.python, "-m", "llm_energy.parallel.follower", spec]
+            cmd = [self.python, "-m", "llm_energy.parallel.follower", self.follower, spec]
             self.procs.append(subprocess.Popen(cmd, env=env))  # noqa: S603 - our own module, no shell
         try:
             self.control = init_process_group(

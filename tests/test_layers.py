@@ -76,30 +76,11 @@ STORE_MAY_IMPORT = frozenset({"records", "errors", "units", "atomic", "store"})
 KNOWN: frozenset[tuple[str, str]] = frozenset(
     {
         # issue 19, to be taken off one by one as each is fixed
-        ("llm_energy.parallel.follower", "llm_energy.engines.hf_tp"),
-        ("llm_energy.parallel.group", "llm_energy"),
         ("llm_energy.serving.compare", "llm_energy.validate"),
         ("llm_energy.serving.compare", "llm_energy.estimate"),
         ("llm_energy.serving.compare", "llm_energy.measure_validation"),
         ("llm_energy.store.serving", "llm_energy.serving.session"),
         ("llm_energy.store.serving", "llm_energy.serving.metrics"),
-        ("llm_energy.engines.hf_tp", "llm_energy.architectures.build"),
-        *(
-            (f"llm_energy.cli.{name}", "llm_energy.cli")
-            for name in (
-                "calibrate",
-                "compare",
-                "estimate_view",
-                "measure",
-                "model",
-                "parallel",
-                "report",
-                "serve",
-                "simulate",
-                "sweep",
-                "validate",
-            )
-        ),
     }
 )
 """(importer, imported) pairs tolerated for now; each must still occur (a stale entry fails)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from llm_energy.cli import OPTIONAL_MODULES, _guard
+from llm_energy.cli.app import OPTIONAL_MODULES, _guard
 from llm_energy.engines import ENGINE_EXTRAS, ENGINES
 
 BLOCKER = """\

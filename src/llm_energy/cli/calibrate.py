@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from llm_energy.cli import (
+from llm_energy.cli.app import (
     DbOption,
     JsonOption,
     _engine_options,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
-from llm_energy.cli import fold
+from llm_energy.cli.app import fold
 from llm_energy.errors import ConfigError
 
 if TYPE_CHECKING:

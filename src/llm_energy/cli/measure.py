@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from llm_energy.cli import (
+from llm_energy.cli.app import (
     DbOption,
     JsonOption,
     _engine_options,

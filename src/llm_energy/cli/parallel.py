@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from llm_energy.cli import DbOption, JsonOption, _guard, _open_store, app, console, esc, fold
+from llm_energy.cli.app import DbOption, JsonOption, _guard, _open_store, app, console, esc, fold
 
 
 @app.command("tp-compare")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llm_energy.cli import (
+from llm_energy.cli.app import (
     _guard,
     _open_store,
     app,

@@ -15,7 +15,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from llm_energy.cli import JsonOption, _guard, app, console, err_console, esc
+from llm_energy.cli.app import JsonOption, _guard, app, console, err_console, esc
 from llm_energy.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from llm_energy.cli import JsonOption, _guard, app, console, err_console, esc, fold
+from llm_energy.cli.app import JsonOption, _guard, app, console, err_console, esc, fold
 from llm_energy.errors import ConfigError
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from llm_energy.cli import DbOption, _guard, _open_store, app, console, err_console, esc, fold
+from llm_energy.cli.app import DbOption, _guard, _open_store, app, console, err_console, esc, fold
 from llm_energy.cli.measure import AllowGpuSettingsOption, _recover_gpu_settings
 
 if TYPE_CHECKING:

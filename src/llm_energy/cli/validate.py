@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from llm_energy.cli import JsonOption, _engine_options, _guard, app, console, esc, fold, say
+from llm_energy.cli.app import JsonOption, _engine_options, _guard, app, console, esc, fold, say
 from llm_energy.errors import ConfigError
 
 

@@ -42,26 +42,44 @@ def _total(t: pd.DataFrame) -> np.ndarray:
     return (t["prefill_j"] + t["decode_j"]).to_numpy(float)
 
 
-def loo_grid_and_parametric(table: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Relative LOO errors of the grid (binned at the point's exact lengths) and of the parametric fit."""
-    grid_err, par_err = [], []
+def loo_grid_and_parametric(table: pd.DataFrame, profile: EnergyProfile) -> dict[str, np.ndarray]:
+    """Relative LOO errors of the grid (binned at the point's exact lengths: holes filled from the nearest
+    measured batch, and from the physical model refitted on the rest) and of the parametric fit."""
+    from llm_energy.modeling.fitting import fit_physical
+
+    phys = profile.physical
+    assert phys is not None
+    lim = profile.fit_quality.get("limits", {})
+    grid_err, filled_err, par_err = [], [], []
     for k in range(len(table)):
         rest, row = table.drop(index=table.index[k]), table.iloc[[k]]
         b, i, o = (row[c].to_numpy(float) for c in ("batch_size", "input_len", "output_len"))
-        g = CalibrationGrid.from_table(rest)
-        pred = g.prefill_j_per_token(b, i) * b * i + g.decode_j_per_token(b, i, o) * b * (o - 1)
-        grid_err.append(float(pred[0] / _total(row)[0] - 1))
+        refit, _ = fit_physical(
+            rest, phys.shape, idle_power_w=phys.idle_power_w, kv_capacity_tokens=phys.kv_capacity_tokens,
+            max_num_seqs=phys.max_num_seqs, prefill_chunk_tokens=phys.prefill_chunk_tokens,
+            peak_flops=lim.get("peak_flops"), bandwidth_bps=lim.get("bandwidth_bps"), cross_validate=False,
+        )  # fmt: skip
+        for g, errs in (
+            (CalibrationGrid.from_table(rest), grid_err),
+            (CalibrationGrid.from_table(rest, refit), filled_err),
+        ):
+            pred = g.prefill_j_per_token(b, i) * b * i + g.decode_j_per_token(b, i, o) * b * (o - 1)
+            errs.append(float(pred[0] / _total(row)[0] - 1))
         pm = ParametricModel.fit(rest)
         pre, dec = pm.batch_energy_j(b, i, o)
         par_err.append(float((pre + dec)[0] / _total(row)[0] - 1))
-    return {"binned (grid)": np.asarray(grid_err), "parametric": np.asarray(par_err)}
+    return {
+        "binned (grid, holes from nearest batch)": np.asarray(grid_err),
+        "binned (grid, holes from physical)": np.asarray(filled_err),
+        "parametric": np.asarray(par_err),
+    }
 
 
 def loo_table(profile: EnergyProfile) -> dict[str, dict[str, float]]:
     """LOO mean/max |error| of every model on the profile's calibration points."""
     assert profile.calibration is not None and profile.physical is not None
     t = usable(profile.calibration)
-    errs = loo_grid_and_parametric(t)
+    errs = loo_grid_and_parametric(t, profile)
     phys = profile.physical
     errs["physical"], _ = leave_one_out(t, phys.shape, phys.prefill_chunk_tokens, _floors(profile))
     out = {}

@@ -138,8 +138,15 @@ class CalibrationGrid:
     decode_rel_unc: np.ndarray  # [B, Lin, Lout]
 
     @classmethod
-    def from_table(cls, table: pd.DataFrame) -> CalibrationGrid:
-        """Build the grid from `calibration_table` rows (decode needs output_len ≥ 2)."""
+    def from_table(cls, table: pd.DataFrame, model: Any = None) -> CalibrationGrid:
+        """Build the grid from `calibration_table` rows (decode needs output_len ≥ 2).
+
+        Args:
+            table: The calibration table.
+            model: A fitted `PhysicalModel`: cells no point measured take its prediction (time, energy and
+                its relative uncertainty) instead of the nearest measured batch's value, which on an
+                irregular set of points (a `calibrate` plan, an HF grid with holes) is often far off.
+        """
         t = table[table["output_len"] >= 2]
         if t.empty:
             raise ConfigError("calibration needs points with output_len ≥ 2 (decode steps)")
@@ -166,6 +173,8 @@ class CalibrationGrid:
             pre[bi, ii, oi] = row.prefill_j / (row.batch_size * row.input_len)
             pre_s[bi, ii, oi] = row.prefill_s
             pre_u[bi, ii, oi] = row.prefill_rel_unc
+        if model is not None:
+            _fill_from_model(model, (b, i, o), (pre, pre_s, pre_u, dec, dec_s, dec_u))
         for arr in (dec, dec_s, dec_u, pre, pre_s, pre_u):
             _fill_holes(arr, (b.astype(float), i.astype(float), o.astype(float)))
         return cls(
@@ -258,3 +267,22 @@ def _fill_holes(arr: np.ndarray, axes: tuple[np.ndarray, ...]) -> None:
                 col[:] = np.exp(np.interp(lx, lx[good], np.log(np.maximum(col[good], _FLOOR))))
     if np.isnan(arr).any():
         arr[np.isnan(arr)] = np.nanmean(arr) if not np.isnan(arr).all() else 0.0
+
+
+def _fill_from_model(model: Any, axes: tuple[np.ndarray, ...], arrays: tuple[np.ndarray, ...]) -> None:
+    """Fill the unmeasured cells of (prefill J/token, s, unc, decode J/token, s/step, unc) from `model`."""
+    pre, pre_s, pre_u, dec, dec_s, dec_u = arrays
+    hole = np.isnan(dec)
+    if not hole.any():
+        return
+    bb, ii, oo = np.meshgrid(*(a.astype(float) for a in axes), indexing="ij")
+    b, i, o = bb[hole], ii[hole], oo[hole]
+    cost = model.batch_cost(b, i, o)
+    steps = np.maximum(o - 1, 1)
+    rel = model.errors.relative(model.coverage.octaves_outside(b, i, o))
+    pre[hole] = cost.prefill_j / (b * i)
+    pre_s[hole] = cost.prefill_s
+    pre_u[hole] = rel
+    dec[hole] = cost.decode_j / (b * steps)
+    dec_s[hole] = cost.decode_s / steps
+    dec_u[hole] = rel

@@ -192,13 +192,14 @@ def fit_profile(
     if len(env_ids) > 1:
         raise ConfigError(f"runs come from {len(env_ids)} environments (GPUs/software); fit one at a time")
     table = calibration_table(f)
-    grid = CalibrationGrid.from_table(table)
     first = f[f["status"] == "ok"].iloc[0]
     versions = json.loads(first["env_versions"]) if isinstance(first.get("env_versions"), str) else {}
     gpu_name = str(first.get("env_gpu_name"))
     physical, report = fit_physical_of(
         f, table, configs[0][0], gpu_name, idle_power_w, cross_validate, max_num_seqs
     )
+    # Cells no point measured take the physical model's value, not the nearest measured batch's.
+    grid = CalibrationGrid.from_table(table, physical)
     return EnergyProfile(
         model=configs[0][0],
         engine=configs[0][1],

@@ -79,8 +79,6 @@ KNOWN: frozenset[tuple[str, str]] = frozenset(
         ("llm_energy.serving.compare", "llm_energy.validate"),
         ("llm_energy.serving.compare", "llm_energy.estimate"),
         ("llm_energy.serving.compare", "llm_energy.measure_validation"),
-        ("llm_energy.store.serving", "llm_energy.serving.session"),
-        ("llm_energy.store.serving", "llm_energy.serving.metrics"),
     }
 )
 """(importer, imported) pairs tolerated for now; each must still occur (a stale entry fails)."""

@@ -11,16 +11,12 @@ from typer.testing import CliRunner
 from llm_energy.cli import app
 from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
 from llm_energy.records import Request
+from llm_energy.serving.persist import write_serving_run
 from llm_energy.serving.servers import ServerGroup, launch_servers
 from llm_energy.serving.servers.stub import stub_server
 from llm_energy.serving.session import replay_servers
 from llm_energy.store import Store
-from llm_energy.store.serving import (
-    read_serving_requests,
-    read_serving_runs,
-    read_serving_samples,
-    write_serving_run,
-)
+from llm_energy.store.serving import read_serving_requests, read_serving_runs, read_serving_samples
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

@@ -143,7 +143,7 @@ def replay(
         else:
             _render(result, notes, url or [server or ""])
         if store is not None:
-            from llm_energy.store.serving import write_serving_run
+            from llm_energy.serving.persist import write_serving_run
 
             _guard(lambda: write_serving_run(store, result))
     finally:

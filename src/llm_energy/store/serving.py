@@ -12,14 +12,14 @@ is unchanged and older files gain them on first use):
 - `serving_samples`: the monitor's time series (frontend CPU per server, power per GPU);
 - `serving_intervals`: the consecutive meter windows (start_s, end_s, joules of all GPUs).
 
-A run is written in one transaction (all or nothing). Reading gives pandas DataFrames.
+A run is written in one transaction (all or nothing) from its rows (`ServingRows`, which
+`serving.persist` makes of a `ServingRun`: the store knows the tables, not the serving records).
+Reading gives pandas DataFrames.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import asdict, is_dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llm_energy.errors import StoreError
@@ -30,14 +30,13 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-    from llm_energy.serving.session import ServingRun
-
 __all__ = [
     "prepare_serving_store",
     "read_serving_requests",
     "read_serving_runs",
     "read_serving_samples",
-    "write_serving_run",
+    "ServingRows",
+    "write_serving_rows",
 ]
 
 _SCHEMA = (
@@ -81,24 +80,6 @@ _SCHEMA = (
 )
 
 
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    if isinstance(value, dict | list | tuple | str | int | float | bool) or value is None:
-        return value
-    if hasattr(value, "items"):
-        return dict(value.items())
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(_plain(value), default=_plain, ensure_ascii=False)
-
-
-def _num(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
 def _ensure(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         conn.execute(statement)
@@ -117,102 +98,39 @@ def prepare_serving_store(store: Store) -> None:
         _ensure(conn)
 
 
-def write_serving_run(store: Store, run: ServingRun) -> None:
-    """Write one serving run (summary, requests, samples, meter windows) in one transaction.
+@dataclass(frozen=True)
+class ServingRows:
+    """One serving run as rows of the serving tables, in their column order (see `_SCHEMA`).
+
+    Attributes:
+        run_id: The run's id (the key of every row).
+        run: The `serving_runs` row.
+        requests: The `serving_requests` rows.
+        samples: The `serving_samples` rows.
+        intervals: The `serving_intervals` rows.
+    """
+
+    run_id: str
+    run: tuple[Any, ...]
+    requests: list[tuple[Any, ...]]
+    samples: list[tuple[Any, ...]]
+    intervals: list[tuple[Any, ...]]
+
+
+def write_serving_rows(store: Store, rows: ServingRows) -> None:
+    """Write one serving run's rows in one transaction (all or nothing).
 
     Raises:
-        StoreError: The run_id is stored already, a value is not serialisable, or the write failed;
-            nothing is written then.
+        StoreError: The run_id is stored already, or the write failed; nothing is written then.
     """
-    from llm_energy.serving.metrics import e2e_s, tpot_s, ttft_s
-
-    cfg = run.config
-    s, e, w = run.summary, run.energy, run.windows
-    per_request = run.attribution.per_request_j if run.attribution is not None else {}
-    try:
-        run_row = (
-            run.run_id,
-            run.created_at,
-            "partial" if run.partial else "ok",
-            run.exit_reason,
-            cfg.get("server"),
-            cfg.get("model"),
-            cfg.get("server_kind"),
-            cfg.get("replicas"),
-            cfg.get("policy"),
-            cfg.get("trace"),
-            cfg.get("time_scale"),
-            cfg.get("rate_per_s"),
-            s.requests,
-            s.ok,
-            s.failed,
-            _num(s.slo_attainment_pct),
-            _num(s.ttft.p90_s) if s.ttft else None,
-            _num(s.tpot.p90_s) if s.tpot else None,
-            _num(e.energy_j) if e else None,
-            _num(e.energy_per_request_j) if e else None,
-            _num(e.energy_per_output_token_j) if e else None,
-            _num(w.client.energy_per_request_j) if w else None,
-            _num(w.client.energy_per_output_token_j) if w else None,
-            _num(w.gpu.energy_per_request_j) if w and w.gpu else None,
-            _num(w.gpu.energy_per_output_token_j) if w and w.gpu else None,
-            None if run.lag is None else int(run.lag.flagged),
-            _num(run.idle_power_w),
-            _dumps(dict(cfg)),
-            _dumps(s),
-            _dumps(e),
-            _dumps(dict(run.per_gpu_energy_j)),
-            _dumps(w),
-            _dumps(run.lag),
-            _dumps(list(run.replica_requests)),
-            _dumps(list(run.notes)),
-        )
-        request_rows = [
-            (
-                run.run_id,
-                r.index,
-                r.replica,
-                r.scheduled_s,
-                r.sent_s,
-                r.first_token_s,
-                r.done_s,
-                r.input_tokens,
-                r.output_tokens_requested,
-                r.output_tokens_received,
-                r.input_tokens_reported,
-                int(r.success),
-                r.failure,
-                r.error,
-                r.status_code,
-                ttft_s(r),
-                tpot_s(r),
-                e2e_s(r),
-                per_request.get(r.index),
-                json.dumps(list(r.token_times_s)),
-            )
-            for r in run.records
-        ]
-        sample_rows = [
-            (
-                run.run_id,
-                x.t_s,
-                json.dumps(list(x.cpu_pct)),
-                json.dumps(list(x.power_w)),
-                _num(x.total_power_w),
-            )
-            for x in run.samples
-        ]
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"cannot write serving run to {store.path}: {exc}") from exc
-    interval_rows = [(run.run_id, a, b, j) for a, b, j in run.intervals]
     with store._transaction("write a serving run to", write=True) as conn:
         _ensure(conn)
-        if conn.execute("SELECT 1 FROM serving_runs WHERE run_id = ?", (run.run_id,)).fetchone():
-            raise StoreError(f"cannot write serving run to {store.path}: run_id {run.run_id!r} is stored")
-        conn.execute(f"INSERT INTO serving_runs VALUES ({', '.join('?' * len(run_row))})", run_row)
-        conn.executemany(f"INSERT INTO serving_requests VALUES ({', '.join('?' * 20)})", request_rows)
-        conn.executemany("INSERT INTO serving_samples VALUES (?, ?, ?, ?, ?)", sample_rows)
-        conn.executemany("INSERT INTO serving_intervals VALUES (?, ?, ?, ?)", interval_rows)
+        if conn.execute("SELECT 1 FROM serving_runs WHERE run_id = ?", (rows.run_id,)).fetchone():
+            raise StoreError(f"cannot write serving run to {store.path}: run_id {rows.run_id!r} is stored")
+        conn.execute(f"INSERT INTO serving_runs VALUES ({', '.join('?' * len(rows.run))})", rows.run)
+        conn.executemany(f"INSERT INTO serving_requests VALUES ({', '.join('?' * 20)})", rows.requests)
+        conn.executemany("INSERT INTO serving_samples VALUES (?, ?, ?, ?, ?)", rows.samples)
+        conn.executemany("INSERT INTO serving_intervals VALUES (?, ?, ?, ?)", rows.intervals)
 
 
 def _frame(store: Store, sql: str, params: tuple[Any, ...]) -> pd.DataFrame:

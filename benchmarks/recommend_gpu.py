@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     from llm_energy.recommend import recommend
     from llm_energy.recommend.output import recommendation_dict
     from llm_energy.recommend.validation import SampleSpec, configs_to_measure, validate_recommendation
-    from llm_energy.serving import parse_slo
     from llm_energy.validate import ValidationRun, sample_requests
     from llm_energy.workloads import load_trace
+    from llm_energy.workloads.slo import parse_slo
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out-dir", type=Path, required=True)

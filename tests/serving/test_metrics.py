@@ -15,13 +15,13 @@ from llm_energy.serving import (
     itl_s,
     latency_summary,
     meets_slo,
-    parse_slo,
     serving_energy,
     steady_state_window,
     summarise,
     tpot_s,
     ttft_s,
 )
+from llm_energy.workloads.slo import parse_slo
 
 
 def rec(

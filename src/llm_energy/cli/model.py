@@ -208,7 +208,7 @@ def recommend(
     if scorer == "simulate":
         from llm_energy.cli.recommend_sim import run_simulated_recommend
         from llm_energy.modeling.profile import DEFAULT_PROFILE
-        from llm_energy.serving import parse_slo
+        from llm_energy.workloads.slo import parse_slo
 
         slo_s = _guard(lambda: parse_slo(slo or "ttft=2s,tpot=100ms"))
         clocks = _guard(lambda: _parse_clocks(gpu_clocks_mhz))

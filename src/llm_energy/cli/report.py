@@ -69,7 +69,7 @@ def report(
         grid = parse_carbon_intensity(carbon_intensity)
         check_price(price)
         if slo is not None:
-            from llm_energy.serving import parse_slo
+            from llm_energy.workloads.slo import parse_slo
 
             parse_slo(slo)  # a malformed SLO is refused before anything is loaded
         runs = load_validation_runs(validation or [])

@@ -96,7 +96,7 @@ def replay(
     --records, --log-dir) is checked before anything starts; records and JSON are written even when
     storing the run fails. Progress goes to stderr (not with --json).
     """
-    from llm_energy.serving.loadgen import parse_slo
+    from llm_energy.workloads.slo import parse_slo
 
     def prepare() -> tuple[dict[str, float], list[Any], Any]:
         slo_s = parse_slo(slo) if slo else {}

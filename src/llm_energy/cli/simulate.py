@@ -82,8 +82,8 @@ def _config(**opts: Any) -> Any:
     """
     from llm_energy.carbon import check_price, parse_carbon_intensity
     from llm_energy.modeling.profile import DEFAULT_PROFILE, load_profile
-    from llm_energy.serving.loadgen import parse_slo
     from llm_energy.simulate import SimConfig, day_curve, make_policy
+    from llm_energy.workloads.slo import parse_slo
 
     profile = opts["profile"] or DEFAULT_PROFILE
     load_profile(profile)

@@ -22,14 +22,7 @@ from llm_energy.serving.lag import (
     compare_windows,
     detect_frontend_lag,
 )
-from llm_energy.serving.loadgen import (
-    SLO_METRICS,
-    Mode,
-    parse_slo,
-    run_load,
-    schedule_at_rate,
-    schedule_from_trace,
-)
+from llm_energy.serving.loadgen import Mode, run_load, schedule_at_rate, schedule_from_trace
 from llm_energy.serving.metrics import (
     EnergyAttribution,
     ServingEnergy,
@@ -58,6 +51,7 @@ from llm_energy.serving.request import (
     stream_request,
 )
 from llm_energy.serving.session import ServingRun, replay_servers
+from llm_energy.workloads.slo import SLO_METRICS, parse_slo  # the SLO is the workload's (workloads.slo)
 
 if TYPE_CHECKING:
     from llm_energy.serving.stub import StubConfig, StubFault, StubServer

@@ -89,7 +89,7 @@ def latency_summary(values_s: Sequence[float]) -> LatencySummary | None:
 def meets_slo(record: RequestRecord, slo_s: Mapping[str, float]) -> bool:
     """Return True if the request succeeded and every bound in `slo_s` holds.
 
-    Bounds are `ttft`, `tpot` and `e2e` in seconds (see `loadgen.parse_slo`). A request with fewer
+    Bounds are `ttft`, `tpot` and `e2e` in seconds (see `workloads.slo.parse_slo`). A request with fewer
     than two output tokens has no TPOT and meets any `tpot` bound; a failed request meets none.
     """
     if not record.success:

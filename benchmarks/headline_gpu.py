@@ -57,7 +57,7 @@ def draw_samples(
     traces: list[str], n: int, seed: int, max_in: int | None, max_out: int | None
 ) -> dict[str, tuple[Any, int]]:
     """The seeded sample of each trace and the number of eligible requests it was drawn from."""
-    from llm_energy.validate import sample_requests
+    from llm_energy.validation.offline import sample_requests
     from llm_energy.workloads import load_trace
 
     return {
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     """Open one engine configuration and run every trace's sample on it (see the module docstring)."""
     from llm_energy.architectures import load_architecture
     from llm_energy.errors import OutOfMemory
-    from llm_energy.measure_validation import ValidationEngine, engine_point
+    from llm_energy.validation.engine import ValidationEngine, engine_point
 
     t_start = time.monotonic()
     out: Path = args.out_dir
@@ -258,7 +258,7 @@ def dynamic_j_per_request(run: Any) -> float:
 
 def summary(args: argparse.Namespace) -> int:
     """Pair each trace's HF and vLLM runs in DIR, print and write the table."""
-    from llm_energy.validate import ValidationRun
+    from llm_energy.validation.offline import ValidationRun
 
     runs = [ValidationRun.load(p) for p in sorted(args.dir.glob("val-*.json"))]
     rows = []

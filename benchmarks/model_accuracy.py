@@ -30,7 +30,7 @@ from llm_energy.modeling.flops import gpu_spec
 from llm_energy.modeling.parametric import ParametricModel
 from llm_energy.modeling.profile import EnergyProfile, fit_profile, load_profile
 from llm_energy.modeling.transfer import transfer
-from llm_energy.validate import ValidationRun, compare
+from llm_energy.validation.offline import ValidationRun, compare
 
 ROOT = Path(__file__).resolve().parents[1]
 CALIB = ROOT / "docs/results/2026-12-02-h200-vllm-calibrate/runs.csv"

@@ -183,8 +183,8 @@ def run_offline(
 ) -> None:
     """Run each stored rate's request set offline on one engine load; its comparison goes into its row."""
     from llm_energy.errors import ConfigError
-    from llm_energy.measure_validation import ValidationEngine, engine_point
-    from llm_energy.serving.compare import (
+    from llm_energy.validation.engine import ValidationEngine, engine_point
+    from llm_energy.validation.online import (
         compare_online_offline,
         load_request_set,
         offline_from_run,

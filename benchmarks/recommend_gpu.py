@@ -82,12 +82,12 @@ def estimate_run_s(profile: Any, batch: int, lin: Any, lout: Any, static: bool) 
 
 def main(argv: list[str] | None = None) -> int:
     """Run (a) and (b); return 0 when every planned configuration was measured."""
-    from llm_energy.measure_validation import measure_run
     from llm_energy.modeling.profile import load_profile
     from llm_energy.recommend import recommend
     from llm_energy.recommend.output import recommendation_dict
     from llm_energy.recommend.validation import SampleSpec, configs_to_measure, validate_recommendation
-    from llm_energy.validate import ValidationRun, sample_requests
+    from llm_energy.validation.engine import measure_run
+    from llm_energy.validation.offline import ValidationRun, sample_requests
     from llm_energy.workloads import load_trace
     from llm_energy.workloads.slo import parse_slo
 

@@ -4,7 +4,7 @@ Each TP size is one group (`GroupWorker`, the sweep's own path): rank 0 here mea
 the group, ranks 1..N-1 are follower processes. Every run goes into a SQLite store in OUT; the
 summary (`tp_gpu.json`) holds, per point, latency per phase and energy summed over the group's GPUs
 and per GPU, the lockstep overhead of each group (a synchronise-and-barrier round trip), and the
-replicas-vs-TP tables (`llm_energy.parallel.compare`). Never asserts on time.
+replicas-vs-TP tables (`llm_energy.validation.parallel`). Never asserts on time.
 
 Plans (the TP1 batches the replica comparison needs are added automatically):
 
@@ -212,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import transformers
 
-    from llm_energy.parallel.compare import comparison_table
     from llm_energy.store import Store
+    from llm_energy.validation.parallel import comparison_table
 
     plan = points_per_tp(args)
     log.info("plan %s: %s", args.plan, plan)

@@ -22,9 +22,9 @@ from typing import Any
 
 def main(argv: list[str] | None = None) -> int:
     """Run the validations; return 0 when every one finished."""
-    from llm_energy.measure_validation import ValidationEngine, engine_point
     from llm_energy.sweep.spec import make_point
-    from llm_energy.validate import sample_requests
+    from llm_energy.validation.engine import ValidationEngine, engine_point
+    from llm_energy.validation.offline import sample_requests
     from llm_energy.workloads import load_trace
 
     ap = argparse.ArgumentParser(description=__doc__)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from llm_energy.architectures import kv_cache_bytes, load_architecture
-from llm_energy.validate import ValidationRun
+from llm_energy.validation.offline import ValidationRun
 
 
 def test_static_and_continuous_runs_share_the_samples_and_the_summary_pairs_them(

@@ -53,7 +53,7 @@ def test_the_h100_plan_fits_nine_minutes_with_the_measured_loads(script):
     """With vLLM loads as measured on the H100 (≤ 90 s), the modelled plan fits the 500 s budget; the
     150 s budgeted per load makes the script drop HF eager batch 16 (last) rather than overrun."""
     from llm_energy.modeling.profile import load_profile
-    from llm_energy.validate import sample_requests
+    from llm_energy.validation.offline import sample_requests
     from llm_energy.workloads import load_trace
 
     drawn, _ = sample_requests(load_trace("azure-conv"), 300, max_input_tokens=2048, max_output_tokens=128)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llm_energy.validate import ValidationRun
+from llm_energy.validation.offline import ValidationRun
 
 
 def test_every_trace_and_batch_size_is_written_as_a_validation_run(benchmark_script, tmp_path: Path) -> None:

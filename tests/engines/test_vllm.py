@@ -157,7 +157,7 @@ def test_mixed_requests_get_their_own_exact_lengths(engine: VllmEngine) -> None:
 )  # the simulated clock stands still
 def test_validate_runs_a_trace_sample_through_vllm(engine: VllmEngine) -> None:
     """The continuous path of `run_validation` on the real engine (energy is not the point here)."""
-    from llm_energy.validate import run_validation
+    from llm_energy.validation.offline import run_validation
     from llm_energy.workloads.traces import Trace
 
     clock = SimClock()
@@ -200,7 +200,7 @@ def test_continuous_validation_reports_vllm_latencies(engine: VllmEngine) -> Non
     """A continuous `run_validation` on vLLM has per-request latencies, so percentiles and SLO checks."""
     from llm_energy.recommend import RunConfig
     from llm_energy.recommend.validation import MeasuredConfig
-    from llm_energy.validate import run_validation, slo_attainment
+    from llm_energy.validation.offline import run_validation, slo_attainment
     from llm_energy.workloads.traces import Trace
 
     clock = SimClock()

@@ -23,11 +23,11 @@ from llm_energy.engines.hf_tp import TPEngine, token_lists
 from llm_energy.errors import ConfigError, EngineError
 from llm_energy.meters.base import EnergyMeter
 from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
-from llm_energy.parallel.compare import compare_replicas_tp, comparison_table
 from llm_energy.records import RunResult
 from llm_energy.store import Store
 from llm_energy.sweep.runner import RunOptions, run_point
 from llm_energy.sweep.spec import make_point, parse_spec
+from llm_energy.validation.parallel import compare_replicas_tp, comparison_table
 
 pytest.importorskip("torch")
 

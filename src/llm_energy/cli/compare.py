@@ -57,14 +57,14 @@ def compare(
     batching at the online peak concurrency; or --measured FILE from an earlier run) or modelled
     (--profile). Both sides are GPU joules with idle power, over the whole run.
     """
-    from llm_energy.serving.compare import (
+    from llm_energy.store import Store
+    from llm_energy.validation.online import (
         compare_online_offline,
         load_request_set,
         measure_offline,
         offline_from_profile,
         offline_from_run,
     )
-    from llm_energy.store import Store
 
     def run() -> Any:
         if sum(x is not None for x in (engine, measured, profile)) != 1:
@@ -87,7 +87,7 @@ def compare(
                 rs, offline_from_profile(prof, rs, batch, method=method, name=profile), batch
             )
         if measured is not None:
-            from llm_energy.validate import ValidationRun
+            from llm_energy.validation.offline import ValidationRun
 
             offline_run = ValidationRun.load(measured)
             side = offline_from_run(offline_run, rs, str(measured))

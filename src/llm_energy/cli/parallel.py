@@ -32,7 +32,7 @@ def tp_compare(
     as_json: JsonOption = False,
 ) -> None:
     """Compare N/k replicas of TP k with one TP-N group at the same total batch (measured runs)."""
-    from llm_energy.parallel.compare import comparison_table
+    from llm_energy.validation.parallel import comparison_table
 
     def run() -> list[dict[str, Any]]:
         with _open_store(db) as store:

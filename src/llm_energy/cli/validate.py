@@ -42,9 +42,9 @@ def validate(
     as_json: JsonOption = False,
 ) -> None:
     """Run sampled trace requests with their true lengths, measure energy, compare with the models."""
-    from llm_energy.measure_validation import measure_run
     from llm_energy.modeling.profile import load_profile
-    from llm_energy.validate import ValidationRun, compare
+    from llm_energy.validation.engine import measure_run
+    from llm_energy.validation.offline import ValidationRun, compare
 
     def run() -> tuple[Any, list[Any] | None]:
         _check_input(batching=batching, idle_s=idle_s, seed=seed, batch_size=batch_size)

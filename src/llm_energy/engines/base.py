@@ -3,16 +3,18 @@
 Engines expose their phases (`prefill`, `decode`) and never import meters: the runner opens the
 meter windows around the calls (the caller places the timers), so any meter measures any engine.
 Engines that cannot split the two (vLLM, continuous batching) set `separate_decode = False` and
-their decode is derived as whole generation minus prefill, both measured. The first output token
-comes from prefill; `decode` produces the remaining `output_tokens - 1`
-tokens of every request and may be called repeatedly, each call starting again from the state
+their decode is derived as whole generation minus prefill, both measured. A `ContinuousEngine` also
+takes a whole request set of mixed lengths and schedules it itself (`generate_requests`).
+
+The first output token comes from prefill; `decode` produces the remaining `output_tokens - 1` tokens
+of every request and may be called repeatedly, each call starting again from the state
 right after the last prefill, so a short decode can be repeated inside one meter window.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -84,6 +86,17 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release the model and device memory."""
+        ...
+
+
+@runtime_checkable
+class ContinuousEngine(Engine, Protocol):
+    """An engine that schedules mixed-length requests itself (continuous batching: vLLM, simulated)."""
+
+    def generate_requests(
+        self, input_tokens: Sequence[int], output_tokens: Sequence[int], seed: int = 0
+    ) -> int:
+        """Run every request to its exact lengths, the engine batching them; return output tokens."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""Tensor parallelism for the `hf` engine, and data-parallel replicas vs one TP group.
+"""Tensor parallelism for the `hf` engine: shape checks and the process group (no engine imported).
 
 * `checks` — a TP size is checked against the model's heads and the visible GPUs before any weight
   is loaded (pure Python, no torch).
@@ -6,8 +6,8 @@
   it spawns (`python -m llm_energy.parallel.follower ENTRY`, ENTRY the engine's follower function);
   commands go from rank 0 to the followers so every rank runs the same phases in lockstep (see
   `llm_energy.engines.hf_tp`).
-* `compare` — N replicas of one GPU each vs one TP group of N GPUs at the same total load, from
-  measured runs in the store.
+
+Replicas vs one TP group, from measured runs, is `llm_energy.validation.parallel`.
 
 Importing this package does not import torch.
 """

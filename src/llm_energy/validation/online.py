@@ -5,7 +5,7 @@ input length, the output tokens it actually received, and its own joules (`metri
 the run's consecutive meter windows split over the requests in flight). The offline side runs that
 same set, at those lengths, either
 
-- **measured**: through an engine with `validate.run_validation` (continuous batching at the online
+- **measured**: through an engine with `offline.run_validation` (continuous batching at the online
   run's peak concurrency unless told otherwise), or read from a `ValidationRun` JSON whose request
   lengths must be the same multiset; or
 - **modelled**: from an `EnergyProfile` (`estimate.estimate_trace`), labelled as such.
@@ -30,7 +30,7 @@ from llm_energy.errors import ConfigError
 if TYPE_CHECKING:
     from llm_energy.modeling.profile import EnergyProfile
     from llm_energy.store.db import Store
-    from llm_energy.validate import ValidationRun
+    from llm_energy.validation.offline import ValidationRun
     from llm_energy.workloads.traces import Trace
 
 __all__ = [
@@ -403,7 +403,7 @@ def measure_offline(
         ConfigError: Bad engine, mode, lengths or batch, or continuous batching on an engine without it
             (checked before the model loads).
     """
-    from llm_energy.measure_validation import run_on_engine
+    from llm_energy.validation.engine import run_on_engine
 
     batch = batch_size or max(rs.max_concurrency, 1)
     if batch < 1:

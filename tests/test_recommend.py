@@ -1,7 +1,8 @@
 """Recommendation over profile × batch × clock × replicas candidates, per-class plans, and the CLI.
 
 Profiles: the shared simulated calibration (`sim_profile`, known physics), a synthetic HF-eager one made
-from it (3× the energy, 2× the time: the naive baseline), and the bundled H100 vLLM profile.
+from it (3× the energy, 2× the time: the naive baseline), and the bundled default profile (H200 vLLM).
+The recommender runs each profile's physical model.
 """
 
 from __future__ import annotations
@@ -17,13 +18,18 @@ from llm_energy.cli import app
 from llm_energy.control.dvfs import phase_factors
 from llm_energy.errors import ConfigError
 from llm_energy.estimate import estimate_trace
+from llm_energy.modeling.physical import Coefficients
 from llm_energy.modeling.profile import EnergyProfile
 from llm_energy.recommend import Evaluator, recommend, validation_configs
 from llm_energy.recommend.classes import plan_per_class, split_classes
 
 
 def scaled(profile: EnergyProfile, energy: float, time: float, **meta: str) -> EnergyProfile:
-    """A synthetic profile: `profile`'s grid with energies × `energy` and times × `time`."""
+    """A synthetic profile: `profile`'s models with energies × `energy` and times × `time`.
+
+    Both the grid (binned, p1) and the physical model (estimate's default, the recommender's): every
+    energy and time coefficient, and the idle power by energy / time.
+    """
     g = profile.grid
     grid = dataclasses.replace(
         g,
@@ -32,7 +38,19 @@ def scaled(profile: EnergyProfile, energy: float, time: float, **meta: str) -> E
         prefill_s_per_batch=g.prefill_s_per_batch * time,
         decode_s_per_step=g.decode_s_per_step * time,
     )
-    return dataclasses.replace(profile, grid=grid, **meta)
+    phys = profile.physical
+    assert phys is not None
+
+    def coef(c: Coefficients) -> Coefficients:
+        return Coefficients(tuple(t * time for t in c.time_s), tuple(e * energy for e in c.energy_j))
+
+    physical = dataclasses.replace(
+        phys,
+        prefill=coef(phys.prefill),
+        decode=coef(phys.decode),
+        idle_power_w=phys.idle_power_w * energy / time,
+    )
+    return dataclasses.replace(profile, grid=grid, physical=physical, **meta)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +74,9 @@ def test_choice_is_the_cheapest_feasible_and_larger_batches_are_cheaper(sim_prof
     assert all(c.feasible or c.batch_size > 4 or not c.keeps_up for c in tight.candidates)
 
 
-def test_candidate_energy_is_the_estimate_and_binned_model_runs_once_per_batch(sim_profile):
-    """A candidate's J/request is `estimate_trace`'s at that batch; clocks reuse the binned run."""
+def test_candidate_energy_is_the_estimate_and_the_model_runs_once_per_batch(sim_profile):
+    """A candidate's J/request is `estimate_trace`'s (its default, physical model) at that batch; clocks
+    reuse the model's run of the trace."""
     rng = np.random.default_rng(1)
     lin, lout = rng.integers(100, 2000, 300), rng.integers(20, 120, 300)
     rec = recommend(

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from llm_energy.cli import app
 from llm_energy.engines.simulated import SimulatedEngineConfig
 from llm_energy.errors import ConfigError
-from llm_energy.measure_validation import measure_run
 from llm_energy.recommend import recommend
 from llm_energy.recommend.validation import SampleSpec, configs_to_measure, validate_recommendation
-from llm_energy.validate import ValidationRun, sample_requests, slo_attainment
+from llm_energy.validation.engine import measure_run
+from llm_energy.validation.offline import ValidationRun, sample_requests, slo_attainment
 from llm_energy.workloads import load_trace
 
 SIM = SimulatedEngineConfig()
@@ -50,8 +50,9 @@ def test_cli_validate_runs_choice_and_baseline_on_the_same_sample(tmp_path, sim_
     assert val["measured_saving"] == pytest.approx(
         1 - chosen["measured_j_per_request"] / baseline["measured_j_per_request"]
     )
-    # Continuous batching: the per-request binning is close (a small sample's partly filled tail costs
-    # more than full batches: 40 requests at batch 16 measure 23% above the model, 200 requests 5%).
+    # Continuous batching: the recommender's per-request (physical) model is close (a small sample's
+    # partly filled tail costs more than full batches: at batch 16 the model is 21% below 40 requests'
+    # measurement and 3% below 200 requests').
     for m in (chosen, baseline):
         assert abs(m["model_error"]) < 0.10, m
         assert m["latency"] is None and "not measured" in m["latency_note"]

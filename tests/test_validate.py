@@ -13,7 +13,13 @@ from llm_energy.engines.simulated import SimulatedEngine, SimulatedEngineConfig
 from llm_energy.errors import ConfigError
 from llm_energy.meters.base import EnergyMeter
 from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
-from llm_energy.validate import ValidationRun, compare, run_validation, sample_requests, static_batches
+from llm_energy.validation.offline import (
+    ValidationRun,
+    compare,
+    run_validation,
+    sample_requests,
+    static_batches,
+)
 from llm_energy.workloads.traces import Trace
 
 
@@ -55,24 +61,31 @@ def test_static_batches_pad_each_group_to_its_longest_request():
 
 
 def test_static_run_costs_its_padding_and_the_padded_model_sees_it(sim_profile):
-    """Padded batches cost more than the per-request binning says; the per-batch estimate matches."""
+    """Padded batches cost more than the per-request models say; the per-batch estimates match (the
+    physical model, `estimate`'s default, and the seed's binning alike)."""
     run = _run("static")
     assert run.batching == "static" and len(run.batches) == 30
     assert sum(b.energy_j for b in run.batches) == pytest.approx(run.energy_j)
     assert run.window_energy_j > run.energy_j  # the simulated prepare (0.5 s per batch) lies between
     errors = {e.method: e for e in compare(run, sim_profile)}
     assert abs(errors["binned-padded"].rel_error) < 0.10
+    assert abs(errors["physical-padded"].rel_error) < 0.10
     assert errors["binned"].ratio < 0.8  # the seed's binning ignores padding: it underestimates here
+    assert errors["physical"].ratio < 0.8  # so does any per-request model
+    assert "physical-continuous" not in errors  # the scheduler replay is for continuous runs
 
 
 def test_continuous_run_matches_the_per_request_binning(sim_profile):
-    """Continuous batching wastes no padding: per-request binning at B is close to the measurement."""
+    """Continuous batching wastes no padding: the per-request models at B are close to the measurement,
+    and so is the physical model's replay of the scheduler (`physical-continuous`)."""
     run = _run("continuous")
     assert run.batching == "continuous" and not run.batches
     errors = {e.method: e for e in compare(run, sim_profile)}
-    assert "binned-padded" not in errors
+    assert "binned-padded" not in errors and "physical-padded" not in errors
     assert abs(errors["binned"].rel_error) < 0.15
     assert abs(errors["parametric"].rel_error) < 0.15
+    assert abs(errors["physical"].rel_error) < 0.15
+    assert abs(errors["physical-continuous"].rel_error) < 0.15
     assert _run("static").energy_j > run.energy_j
 
 

@@ -1,5 +1,6 @@
 """Static-batching engines (HF) are modelled per padded batch in trace order, as the validation estimates
-them (`binned-padded`); continuous engines (vLLM) keep the per-request model.
+them (`physical-padded`); continuous engines (vLLM) keep the per-request model. Both are the profile's
+physical model (`estimate`'s default).
 
 Profiles: the bundled H100 ones (HF eager: static; vLLM cudagraphs: continuous).
 """
@@ -11,13 +12,20 @@ import pytest
 
 from llm_energy.control.dvfs import phase_factors
 from llm_energy.estimate import estimate_trace
-from llm_energy.modeling.padded import padded_batches, padded_shapes
+from llm_energy.modeling.padded import padded_shapes
+from llm_energy.modeling.physical import causal_pairs
 from llm_energy.modeling.profile import load_profile
 from llm_energy.recommend import Evaluator, recommend
 from llm_energy.recommend.classes import SIZE_NAMES, plan_per_class
 from llm_energy.recommend.search import pads_batches
 from llm_energy.recommend.validation import SampleSpec, validate_recommendation
-from llm_energy.validate import ValidationRun, compare, padded_estimate_j, sample_requests, static_batches
+from llm_energy.validation.offline import (
+    ValidationRun,
+    compare,
+    physical_padded_j,
+    sample_requests,
+    static_batches,
+)
 from llm_energy.workloads import load_trace
 
 HF, VLLM = "h100-llama-3.1-8b-hf-eager", "h100-llama-3.1-8b-vllm"
@@ -32,7 +40,7 @@ def profiles():
 
 @pytest.fixture(scope="module")
 def mixed():
-    """Mixed lengths inside the grids and the fixed bins (nothing dropped); 50 requests: a partial tail."""
+    """Mixed lengths (input 100–2000, output 10–128: about the calibrated ones); 50 requests: a tail."""
     rng = np.random.default_rng(7)
     return rng.integers(100, 2000, 50), rng.integers(10, 128, 50)
 
@@ -63,7 +71,7 @@ def test_which_profiles_pad(profiles):
 
 @pytest.mark.parametrize("batch", [8, 16, 64])
 def test_static_candidate_is_the_validations_padded_estimate_and_above_the_unpadded(profiles, mixed, batch):
-    """HF eager: the recommender's J/request of mixed-length requests = the validation's binned-padded
+    """HF eager: the recommender's J/request of mixed-length requests = the validation's physical-padded
     estimate of the same requests at the same batch, and above the per-request (unpadded) estimate."""
     lin, lout = mixed
     prof = profiles[HF]
@@ -71,13 +79,25 @@ def test_static_candidate_is_the_validations_padded_estimate_and_above_the_unpad
     c = ev.candidate(HF, batch, None, np.ones(lin.size, bool), FILLS, {}, None)
     assert c is not None and c.batching == "static"
     run = static_run(prof, lin, lout, batch)
-    padded_j, padded_unc_j, _, _ = padded_estimate_j(prof, run)
-    by_compare = next(m for m in compare(run, prof) if m.method == "binned-padded")
+    padded_j, padded_unc_j = physical_padded_j(prof, run)
+    by_compare = next(m for m in compare(run, prof) if m.method == "physical-padded")
     assert by_compare.estimate_j == pytest.approx(padded_j)
     assert c.energy_per_request_j == pytest.approx(padded_j / lin.size, rel=1e-12)
     assert c.uncertainty_per_request_j == pytest.approx(padded_unc_j / lin.size, rel=1e-12)
     unpadded = estimate_trace(lin, lout, prof, batch_size=batch).request_mean_j
     assert c.energy_per_request_j > 1.1 * unpadded
+
+
+def prefill_s(profile, batch, lin):
+    """The physical model's prefill of `batch` prompts of `lin` tokens: its forward passes over the batch's
+    tokens and causal (query, key) pairs, at the engine's chunk size."""
+    m = profile.physical
+    return m.prefill_pass(batch * lin, batch * causal_pairs(lin), m.passes(batch, lin))[0]
+
+
+def step_s(profile, batch, lin, lout):
+    """The physical model's decode step of `batch` sequences at their mean context (lin + lout / 2)."""
+    return profile.physical.decode_step(batch, batch * (lin + lout / 2))[0]
 
 
 def test_static_latency_is_that_of_the_padded_batches(profiles, mixed):
@@ -89,15 +109,17 @@ def test_static_latency_is_that_of_the_padded_batches(profiles, mixed):
     ev = Evaluator(profiles, lin, lout)
     c = ev.candidate(HF, 16, None, everything, FILLS, {"ttft": 10.0}, None)
     assert c is not None
-    pad = padded_batches(prof.grid, lin, lout, 16)
-    assert list(pad.rows) == [16, 16, 16, 2]
-    w = pad.rows / lin.size
-    assert c.ttft_s == pytest.approx(float((w * pad.prefill_s).sum()))
-    assert c.tpot_s == pytest.approx(float((w * pad.decode_step_s).sum()))
-    assert c.e2e_s == pytest.approx(float((w * pad.batch_s).sum()))
-    assert c.throughput_per_s == pytest.approx(lin.size / float(pad.batch_s.sum()))
+    rows, pin, pout = padded_shapes(lin, lout, 16)
+    assert list(rows) == [16, 16, 16, 2]
+    pre, step = prefill_s(prof, rows, pin), step_s(prof, rows, pin, pout)
+    batch = pre + (pout - 1) * step  # every row returns at its batch's end
+    w = rows / lin.size
+    assert c.ttft_s == pytest.approx(float((w * pre).sum()))
+    assert c.tpot_s == pytest.approx(float((w * step).sum()))
+    assert c.e2e_s == pytest.approx(float((w * batch).sum()))
+    assert c.throughput_per_s == pytest.approx(lin.size / float(batch.sum()))
     # Every row waits for its batch's longest prompt: longer than a batch at the mean input.
-    assert c.ttft_s > float(prof.grid.prefill_batch_s(16, lin.mean()))
+    assert c.ttft_s > float(prefill_s(prof, 16, lin.mean()))
     slow = ev.candidate(HF, 16, 1400.0, everything, FILLS, {}, None)
     assert slow is not None
     f = phase_factors(1400, ev.max_clock(HF))
@@ -114,12 +136,12 @@ def test_uniform_full_batches_pad_nothing(profiles):
     assert c.energy_per_request_j == pytest.approx(
         estimate_trace(lin, lout, prof, batch_size=16).request_mean_j
     )
-    assert c.ttft_s == pytest.approx(float(prof.grid.prefill_batch_s(16, 512)))
-    assert c.tpot_s == pytest.approx(float(prof.grid.decode_step_s(16, 512, 100)))
+    assert c.ttft_s == pytest.approx(float(prefill_s(prof, 16, 512)))
+    assert c.tpot_s == pytest.approx(float(step_s(prof, 16, 512, 100)))
 
 
 def test_continuous_candidate_is_unchanged(profiles, mixed):
-    """vLLM: the per-request binned estimate and the mean-shape latencies, as before, in the full-batch
+    """vLLM: the per-request estimate (`estimate`'s) and the mean-shape latencies in the full-batch
     figures (the load-aware ones, at 1 req/s here, are `tests/recommend/test_recommend_load.py`'s)."""
     lin, lout = mixed
     prof = profiles[VLLM]
@@ -128,8 +150,8 @@ def test_continuous_candidate_is_unchanged(profiles, mixed):
     assert c.energy_full_batch_j == pytest.approx(
         estimate_trace(lin, lout, prof, batch_size=16).request_mean_j, rel=1e-12
     )
-    ttft = float(prof.grid.prefill_batch_s(16, lin.mean()))
-    tpot = float(prof.grid.decode_step_s(16, lin.mean(), lout.mean()))
+    ttft = float(prefill_s(prof, 16, lin.mean()))
+    tpot = float(step_s(prof, 16, lin.mean(), lout.mean()))
     assert (c.ttft_full_batch_s, c.tpot_full_batch_s) == (pytest.approx(ttft), pytest.approx(tpot))
     assert c.e2e_full_batch_s == pytest.approx(ttft + (lout.mean() - 1) * tpot)
     assert c.throughput_per_s == pytest.approx(16 / c.e2e_full_batch_s)
@@ -177,7 +199,7 @@ def test_class_plan_pads_per_class_pool_and_the_single_pool_across_classes(profi
         assert ch is not None and ch.batching == "static"
         i, o = (SIZE_NAMES.index(part.split("-")[0]) for part in c.name.split("/"))
         mask = (plan.split.input_class == i) & (plan.split.output_class == o)
-        own = padded_estimate_j(hf[HF], static_run(hf[HF], lin[mask], lout[mask], ch.batch_size))[0]
+        own = physical_padded_j(hf[HF], static_run(hf[HF], lin[mask], lout[mask], ch.batch_size))[0]
         assert ch.energy_per_request_j == pytest.approx(own / mask.sum())
     # Classes of similar lengths pad less in their own pools than mixed in one.
     assert plan.plan_j is not None and plan.plan_j < plan.single_j

@@ -1,4 +1,4 @@
-"""Fixtures of the report tests: the bundled H100 calibration runs and a small trace estimate."""
+"""Fixtures of the report tests: the bundled H100 calibration runs, their profile and trace estimates."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from llm_energy.estimate import Estimate, estimate_trace
 from llm_energy.modeling.profile import EnergyProfile, load_profile
-from llm_energy.report.sample import bundled_calibration_frame
+from llm_energy.report.sample import SAMPLE_PROFILE, bundled_calibration_frame
 
 
 @pytest.fixture(scope="session")
@@ -23,13 +23,23 @@ def calibration() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def profile() -> EnergyProfile:
-    return load_profile()
+    """The profile fitted on those runs (H100 vLLM), not the package's default (the H200 one)."""
+    return load_profile(SAMPLE_PROFILE)
+
+
+def _requests() -> tuple[np.ndarray, np.ndarray]:
+    """2,000 random requests: inputs 16-4,000, outputs 8-700 (some outside the calibrated range)."""
+    rng = np.random.default_rng(7)
+    return rng.integers(16, 4000, size=2000), rng.integers(8, 700, size=2000)
 
 
 @pytest.fixture(scope="session")
 def estimate(profile: EnergyProfile) -> Estimate:
-    """A binned estimate of 2,000 random requests (many bins)."""
-    rng = np.random.default_rng(7)
-    lin = rng.integers(16, 4000, size=2000)
-    lout = rng.integers(8, 700, size=2000)
-    return estimate_trace(lin, lout, profile)
+    """A physical-model estimate (the default method) of 2,000 random requests: per class, no bins."""
+    return estimate_trace(*_requests(), profile)
+
+
+@pytest.fixture(scope="session")
+def binned_estimate(profile: EnergyProfile) -> Estimate:
+    """The same requests estimated by the binned method (many bins)."""
+    return estimate_trace(*_requests(), profile, method="binned")

@@ -23,11 +23,23 @@ def test_report_and_plot_commands_write_files(tmp_path):
 
 
 def test_the_default_database_is_every_bundled_calibration() -> None:
-    """Without --db, report and plot read every engine measured for the package, not one of them."""
+    """Without --db, report and plot read every engine and GPU measured for the package, not one of them:
+    every calibration CSV shipped in llm_energy/data/calibration (H100 vLLM and HF eager, H200 vLLM), each
+    with its own environment."""
+    from importlib import resources
+
     from llm_energy.report.sample import all_bundled_calibrations_frame, bundled_calibration_frame
 
+    folder = resources.files("llm_energy").joinpath("data", "calibration")
+    stems = sorted(f.name.removesuffix(".csv") for f in folder.iterdir() if f.name.endswith(".csv"))
+    assert {
+        "h100-llama-3.1-8b-hf-eager",
+        "h100-llama-3.1-8b-vllm-cudagraphs",
+        "h200-llama-3.1-8b-vllm-cudagraphs",
+    } <= set(stems)
     frame = all_bundled_calibrations_frame()
+    assert len(frame) == sum(len(bundled_calibration_frame(stem)) for stem in stems)
     assert {"vllm", "hf"} <= set(frame["engine"])
-    vllm = bundled_calibration_frame("h100-llama-3.1-8b-vllm-cudagraphs")
-    hf = bundled_calibration_frame("h100-llama-3.1-8b-hf-eager")
-    assert len(frame) == len(vllm) + len(hf)
+    assert {"NVIDIA H100 80GB HBM3", "NVIDIA H200"} <= set(frame["env_gpu_name"])
+    # Each calibration keeps its own environment (HF and vLLM on the H100 are two software stacks).
+    assert frame["env_env_id"].nunique() == len(stems)

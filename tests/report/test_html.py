@@ -15,6 +15,7 @@ import pytest
 from rich.console import Console
 
 from llm_energy.errors import ConfigError
+from llm_energy.modeling.parametric import ParametricModel
 from llm_energy.records import Measurement, Phase, PhaseResult, RunResult
 from llm_energy.report import render_report, runs_table, write_report
 from llm_energy.report.sample import sample_report
@@ -46,9 +47,34 @@ def _images(text: str) -> list[bytes]:
 
 def test_report_embeds_every_figure_as_a_png_data_uri(full_report):
     images = _images(full_report)
-    assert full_report.count(DATA_PNG) == len(images) == FIGURES + 1  # + the estimate's bins
+    # The estimate is the physical model's (the default): per request, no bins to draw.
+    assert full_report.count(DATA_PNG) == len(images) == FIGURES
     assert all(image.startswith(b"\x89PNG\r\n\x1a\n") for image in images)
     assert all(b"matplotlib.org" not in image for image in images)
+
+
+def test_a_binned_estimate_adds_its_largest_bins(calibration, binned_estimate, profile):
+    """A binned (or p1) estimate has a per-bin table: the report draws its largest bins as one more figure."""
+    text = render_report(calibration, estimate=binned_estimate, profile=profile, generated_at=STAMP, dpi=20)
+    assert text.count(DATA_PNG) == FIGURES + 1
+    assert "Energy of the largest bins of the trace estimate" in text
+    assert "binned by length" in text  # the estimate says how it was made
+
+
+def test_the_estimate_states_its_method_outside_share_and_classes(full_report, estimate):
+    """The physical estimate says how it costs requests, how much of its energy is extrapolated, and
+    splits the energy and its 1-σ by input-length class."""
+    section = full_report.split("<h2>Trace estimate")[1].split("<h2>")[0]
+    assert "physical model" in section and "binned by length" not in section
+    # The 2,000 random requests reach 4,000 input and 700 output tokens: some lie outside the H100
+    # vLLM calibration (inputs 128-8,192, outputs 32-512), so part of the energy is extrapolated.
+    assert 0 < estimate.outside_calibration < estimate.requests
+    assert f"holding {100 * estimate.outside_energy_share:.1f}% of the energy" in section
+    assert [c["class"] for c in estimate.per_class] == ["input ≤ 1k", "input 1k–8k"]  # inputs < 4,000
+    assert "By input length" in section
+    for c in estimate.per_class:
+        assert f"<td>{c['class']}</td>" in section
+    assert sum(c["energy_j"] for c in estimate.per_class) == pytest.approx(estimate.total_j)
 
 
 def test_report_references_nothing_online(full_report):
@@ -70,8 +96,21 @@ def test_report_escapes_every_value_from_the_data(full_report):
     assert f"<title>T {EVIL}" not in full_report
 
 
-def test_report_states_environment_method_and_model_fit(full_report, estimate):
+def test_report_states_environment_method_and_model_fit(full_report, estimate, profile):
     text = full_report
+    # The physical model's leave-one-out error over every calibration point (not only interior ones):
+    # each of the profile's 40 points predicted by the model fitted on the other 39; their signed errors
+    # are stored per point, the mean and max of their magnitudes are 2.2% and 6.0%.
+    errors = np.abs(profile.fit_quality["loo_energy_errors"])
+    assert len(errors) == len(profile.calibration) == 40
+    loo = f"mean {100 * errors.mean():.1f}%, max {100 * errors.max():.1f}%"
+    assert loo == "mean 2.2%, max 6.0%"
+    # The parametric model's rms error is that of its fit to the stored calibration table (refitted here).
+    refit = ParametricModel.fit(profile.calibration)
+    parametric = (
+        f"prefill {100 * refit.prefill_rms_rel_error:.1f}%, decode {100 * refit.decode_rms_rel_error:.1f}%"
+    )
+    growth = profile.fit_quality["extrapolation"]["per_octave"]
     for expected in (
         "NVIDIA H100 80GB HBM3",
         "580.159.04",  # driver
@@ -79,13 +118,21 @@ def test_report_states_environment_method_and_model_fit(full_report, estimate):
         "0.0975",  # NVML update period (s)
         "docs/methodology.md",
         "Trace estimate",
-        "median 6.9%, max 9.9% over 6 interior points",  # leave-one-out of the bundled profile
-        "prefill 5.8%, decode 7.3%",  # parametric rms error
+        f"{loo} (rms ",
+        "over 40 points, each predicted by the model fitted on all the others",
+        f"grows by {100 * growth:.1f}% of the estimate per octave",
+        "measured on 5 cuts",  # the H100 profile's extrapolation: 2 input cuts, 3 batch cuts
+        "input 128–8,192, output 32–512, batch 1–128",  # its calibrated range
+        "KV cache 412,494 tokens",
+        f"{100 * estimate.outside_energy_share:.1f}% of its energy",  # the estimate outside the range
+        parametric,
         f"Generated {STAMP}",
         "30 runs (30 ok)",
     ):
         assert expected in text, expected
     assert f"{estimate.total_kwh:.3g} kWh" in text
+    model = text.split("<h2>Energy model")[1]
+    assert "{" not in model  # every statistic in words, no raw dictionary
 
 
 def test_report_shows_each_configuration_once(calibration):

@@ -180,7 +180,8 @@ def test_pareto_frontier_joins_one_frontier_per_shape(calibration):
         assert np.all(np.diff(xs) > 0) and np.all(np.diff(ys) < 0)
 
 
-def test_estimate_bins_shows_the_top_bins_and_sums_the_rest(estimate):
+def test_estimate_bins_shows_the_top_bins_and_sums_the_rest(binned_estimate):
+    estimate = binned_estimate
     n_bins = len(estimate.per_bin)
     assert n_bins > 6
     ax = plots.estimate_bins(estimate, top=5).axes[0]
@@ -192,10 +193,12 @@ def test_estimate_bins_shows_the_top_bins_and_sums_the_rest(estimate):
     assert len(plots.estimate_bins(estimate, top=n_bins).axes[0].patches) == n_bins
 
 
-def test_estimate_bins_needs_a_per_bin_table(profile):
+def test_estimate_bins_needs_a_per_bin_table(profile, estimate):
+    """Per-request methods (the default physical model, parametric) have no bins to draw."""
     parametric = estimate_trace(np.array([100, 200]), np.array([50, 60]), profile, method="parametric")
-    with pytest.raises(ConfigError, match="per-bin"):
-        plots.estimate_bins(parametric)
+    for per_request in (parametric, estimate):
+        with pytest.raises(ConfigError, match=f"the {per_request.method} estimate has no per-bin"):
+            plots.estimate_bins(per_request)
 
 
 def test_plots_refuse_a_frame_without_successful_runs(calibration):

@@ -20,7 +20,7 @@ EVIL = "<script>alert(1)</script>"
 
 @pytest.fixture(scope="module")
 def two_engines():
-    """The bundled H100 calibrations: hf eager and vllm cudagraphs."""
+    """Every bundled calibration: H100 hf eager and vllm cudagraphs, H200 vllm cudagraphs."""
     return all_bundled_calibrations_frame()
 
 

@@ -6,9 +6,10 @@ against the naive baseline — HF eager at its own largest feasible batch (the s
 batch 1, when an HF-eager profile is given; otherwise the first profile at batch 1 and at its largest
 feasible batch, which the output names — and the fastest candidate, with the energy–latency Pareto
 frontier and the saving (with its bound) in % and kWh/day. `classes.py` plans per workload class.
-Static-batching engines (HF) are modelled per padded batch in trace order, continuous ones (vLLM) per
-request at the concurrency the rate sustains (Little's law, idle power included: `load.py`); the
-search ranks by that load-aware figure and keeps the full-batch one beside it (`search.py`).
+Every figure comes from the profiles' physical models (`modeling.physical`, through the `MODELS`
+registry). Static-batching engines (HF) are modelled per padded batch in trace order, continuous ones
+(vLLM) per request at the concurrency the rate sustains (Little's law, idle power included: `load.py`);
+the search ranks by that load-aware figure and keeps the full-batch one beside it (`search.py`).
 Every figure is an estimate from the profiles, to be checked by measuring: `validation_configs`
 returns the two configurations a validator runs on the GPU.
 """
@@ -165,24 +166,27 @@ def search(
         if (c := ev.candidate(name, b, clock, mask, rate_per_s, slo_s, max_gpus)) is not None
     ]
     if not candidates:
-        raise ConfigError("no request of the trace falls in the calibrated bins")
+        raise ConfigError("no request to search on")
     feasible = [c for c in candidates if c.feasible]
     # Equal energy (a continuous engine at a rate that fills none of several B's runs each at the same
     # concurrency): the one with the most capacity, which absorbs bursts the load model does not see.
     choice = min(feasible, key=lambda c: (c.energy_per_request_j, -c.throughput_per_s)) if feasible else None
     fastest = min(candidates, key=lambda c: (c.tpot_s, c.energy_per_request_j))
     notes = [
-        "modelled from the profiles' calibration grids at the requests' mean lengths",
+        "modelled from the profiles' physical models (roofline terms fitted to every calibration point; "
+        "`estimate`'s default) at the requests' own lengths; latencies at their mean lengths; batch sizes "
+        "searched: those each profile was calibrated at, B capped only by the KV cache (B is the engine's "
+        "max_num_seqs)",
     ]
     if ev.load_aware:
+        idle = ", ".join(f"{n}: {ev.idle_power(n):.0f} W" for n in ev.profiles)
         notes.append(
             "load-aware (modelled): at the rate per replica λ an engine runs n = min(B, λ·E2E(n)) "
             "requests at once (Little's law; static engines: partial padded batches of round(n), no "
-            "waiting to fill B); J/request is the binned model's at batch n plus idle power "
-            f"({ev.idle_power_w:g} W, assumed: the profiles store none) over "
-            "the time with no request in flight; latencies at batch n (continuous engines: TTFT = a "
-            "request's own prefill + one decode step at n, its prefill scheduled beside the running "
-            "decodes, no batch of prompts); bursts and queueing below B not modelled; "
+            "waiting to fill B); J/request is the physical model's at batch n plus idle power "
+            f"({idle}) over the time with no request in flight; latencies at batch n (continuous "
+            "engines: TTFT = a request's own prefill + one decode step at n, its prefill scheduled "
+            "beside the running decodes, no batch of prompts); bursts and queueing below B not modelled; "
             "energy_full_batch_j / *_full_batch_s: the figures if every batch were full"
         )
     static = [n for n, p in ev.profiles.items() if pads_batches(p)]
@@ -190,7 +194,8 @@ def search(
         notes.append(
             f"static batching ({', '.join(static)}): the requests in trace order in batches of B, each "
             "padded to its longest prompt and output (energy, TTFT = the batch's prefill, TPOT = its "
-            "decode step, E2E = the whole batch; measured on the H100: unpadded model −51%, padded −4.9%)"
+            "decode step, E2E = the whole batch; measured on the H100, HF eager at batch 64: the physical "
+            "model per request −66%, per padded batch −2.4%)"
         )
     if clocks_mhz:
         from llm_energy.control.dvfs import H100_DVFS_PARAMS
@@ -231,14 +236,15 @@ def recommend(
         output_tokens: Output lengths.
         rate_per_s: Arrival rate to keep up with.
         slo_s: Metric (ttft, tpot, e2e) → bound in seconds.
-        batch_sizes: Batch sizes to try (default: each profile's calibrated ones).
+        batch_sizes: Batch sizes to try (default: the ones each profile was calibrated at).
         clocks_mhz: SM clocks to model besides the maximum (DVFS model, `modelled`).
         max_gpus: GPUs available for replicas (default: one replica).
         max_clock_mhz: Maximum SM clock (default: from the profile's GPU name).
         load_aware: False: every batch full (the model before the load model; comparison and tests).
 
     Raises:
-        ConfigError: no profile, a rate ≤ 0, a bad SLO, a clock outside the GPU's range, `max_gpus` < 1.
+        ConfigError: no profile, a profile without a physical model, a rate ≤ 0, a bad SLO, a clock
+            outside the GPU's range, `max_gpus` < 1.
     """
     ev = make_evaluator(
         profiles,

@@ -7,7 +7,7 @@ inputs and TBT — our TPOT — 100 ms) and arrives at its share of the rate. Th
 least-energy feasible configuration; the best single configuration is the least-energy one feasible
 for every class at once (meeting each class's SLO, and keeping up with the whole rate: Σ rate_c /
 capacity_c ≤ replicas). The saving is 1 − plan / single, with a bound from both estimates' bounds
-(worst case: both come from the same grids, so their errors are in fact correlated).
+(worst case: both come from the same physical models, so their errors are in fact correlated).
 
 Static-batching configurations (HF) are modelled with padding as in the whole-trace search: a class's
 own pool pads batches of the class's requests in trace order; the single configuration serves every

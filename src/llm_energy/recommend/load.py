@@ -7,26 +7,27 @@ batch, and the GPU's static power is spread over fewer requests; a larger B then
 
     λ      = rate / replicas                                  (arrivals per replica)
     TTFT(n) = P(1) + TPOT(n)                                  (a request joining n running ones)
-    E2E(n) = TTFT(n) + (L̄out − 1) · TPOT(n)                  (the profile's grid at batch n, the
-                                                              requests' mean lengths, DVFS-scaled)
+    E2E(n) = TTFT(n) + (L̄out − 1) · TPOT(n)                  (the profile's physical model at batch
+                                                              n, the requests' mean lengths, DVFS)
     n      = min(B, λ · E2E(n)),  n ≥ 1                       (Little's law; the least fixed point)
-    J/req  = E(n) + P_idle · max(0, 1/λ − E2E(1))             (E(n): the binned model at batch n)
+    J/req  = E(n) + P_idle · max(0, 1/λ − E2E(1))             (E(n): the physical model at batch n)
 
 TTFT in continuous batching (assumption): vLLM schedules a new request's prefill into the next step
 beside the running decodes (chunked prefill); it does not wait for a batch of prompts. A request's
-TTFT is its own prefill, P(1) (the grid's prefill of a batch of 1 at the mean input length), plus the
+TTFT is its own prefill, P(1) (the model's prefill of a batch of 1 at the mean input length), plus the
 decode step of the running batch it joins, TPOT(n); no queueing while n < B. When the rate fills B
 (n would exceed B) a request waits for a slot: the search then reports the full-batch figures (TTFT =
 the prefill of a batch of B, a lower bound on an unbounded queue) and the candidate does not keep up
 (`keeps_up` is false: capacity is B / E2E of full batches, prefill of B included). Static engines
 (padded batches) keep the prefill of their (partial) batch as TTFT (`search` module). Checked against
 the H100 online measurement (vLLM cudagraphs, max_num_seqs 256, Azure conv at 3.2 / 7.6 / 19 req/s):
-modelled 47 / 48 / 50 ms against a measured p90 of 73 / 73 / 534 ms, n = 39 at 19 req/s against a
+modelled 44 / 44 / 46 ms against a measured p90 of 73 / 73 / 534 ms, n = 36 at 19 req/s against a
 measured mean near 40; the 19 req/s p90 is that of bursts above B (peak concurrency 286), not modelled.
 
 The second term is the time per request with no request in flight, when λ · E2E(1) < 1 (the GPU idles
-that fraction of the time); the profiles store no idle power (every calibration window is a busy one),
-so P_idle is a parameter, default `DEFAULT_IDLE_POWER_W` (H100, measured). At a rate that fills B
+that fraction of the time); P_idle is the profile's idle power (`PhysicalModel.idle_power_w`, measured
+before the calibration runs or given at the fit), `DEFAULT_IDLE_POWER_W` (H100, measured) where the
+profile has none, or the caller's. At a rate that fills B
 (λ · E2E(B) ≥ B) n = B and J/req is the full-batch figure the search used before (kept beside it as
 `Candidate.energy_full_batch_j`). Latencies are those at batch n.
 
@@ -70,12 +71,12 @@ class OperatingPoint:
 
 
 def free_concurrency(e2e_s: Callable[[np.ndarray], np.ndarray], rate_per_s: float, top: float) -> float:
-    """The least n ≥ 1 with n = λ · E2E(n), B unbounded; 1 when λ · E2E(1) ≤ 1.
+    """The least n ≥ 1 with n = λ · E2E(n) in [1, top]; 1 when λ · E2E(1) ≤ 1.
 
-    `e2e_s` maps batch sizes to E2E seconds, non-decreasing (the grid's interpolation; constant past
-    `top`, its largest batch, so past `top` the fixed point is λ · E2E(top)). The map n ↦ λ · E2E(n) is
-    non-decreasing, so the least fixed point is the first crossing of n on a log grid over [1, top],
-    refined by bisection.
+    `e2e_s` maps batch sizes to E2E seconds, non-decreasing. The map n ↦ λ · E2E(n) is non-decreasing,
+    so the least fixed point is the first crossing of n on a log grid over [1, top], refined by
+    bisection. With no crossing below `top` the result is max(top, λ · E2E(top)) ≥ top: the search
+    passes `top` = B, and an engine that would run more than B runs B (`operating_point`: full).
     """
     if top <= 1:
         return max(1.0, rate_per_s * float(e2e_s(np.array([1.0]))[0]))

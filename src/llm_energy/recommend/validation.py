@@ -3,11 +3,12 @@
 `validate_recommendation` draws one sample of the trace, runs both configurations of
 `validation_configs(rec)` on it with `run_validation` (each opened by `measure_run`: vLLM with
 `max_num_seqs` = the batch, HF eager in padded static batches), and puts each measurement beside what
-the recommender's model says of the same requests at the same batch (static engines: per padded batch
-in trace order, as they run; and, for every static run, the validation's own padded estimate, the same
-number for a static engine's profile). The measured saving
-carries both measurements' uncertainties; latency is what `run_validation` measured (static engines:
-per-batch prefill and total time, every request queued at the start), with the SLO attainment.
+the recommender's model (the profile's physical model) says of the same requests at the same batch
+(static engines: per padded batch in trace order, as they run; and, for every static run, the
+validation's own `physical-padded` estimate, the same number for a static engine's profile). The
+measured saving carries both measurements' uncertainties; latency is what `run_validation` measured
+(static engines: per-batch prefill and total time, every request queued at the start), with the SLO
+attainment.
 
 Configurations at a modelled GPU clock are refused: measuring them would change the GPU's clocks
 (`--allow-gpu-settings`), which this validation never does (the GPUs we test on are shared).
@@ -26,10 +27,10 @@ from llm_energy.errors import ConfigError
 from llm_energy.modeling.profile import EnergyProfile
 from llm_energy.recommend import Recommendation, RunConfig, saving_bounds, validation_configs
 from llm_energy.recommend.search import Evaluator
-from llm_energy.validate import (
+from llm_energy.validation.offline import (
     Batching,
     ValidationRun,
-    padded_estimate_j,
+    physical_padded_j,
     sample_requests,
     slo_attainment,
 )
@@ -57,9 +58,11 @@ class MeasuredConfig:
         role: `chosen` or `baseline`.
         config: What ran.
         run: The measurement.
-        modelled_j_per_request: The recommender's estimate (binned, per request at the run's batch).
-        modelled_unc_j_per_request: Its bound.
-        padded_j_per_request: Static runs: the same grid evaluated per padded batch (None: continuous).
+        modelled_j_per_request: The recommender's estimate (the physical model at the run's batch;
+            static engines per padded batch, continuous ones per request).
+        modelled_unc_j_per_request: Its 1-σ.
+        padded_j_per_request: Static runs: the validation's `physical-padded` estimate, the physical model
+            per padded batch (None: continuous).
         slo_attainment: Fraction of requests meeting each SLO bound and `all` (None: no latency measured).
     """
 
@@ -237,7 +240,7 @@ def validate_recommendation(
     )
     ev = Evaluator(profiles, drawn.input_tokens, drawn.output_tokens)
     if measure is None:
-        from llm_energy.measure_validation import measure_run
+        from llm_energy.validation.engine import measure_run
 
         measure = measure_run
     say = on_status or (lambda _msg: None)
@@ -267,8 +270,8 @@ def validate_recommendation(
         f"both configurations ran the same {drawn.name} sample of {len(drawn)} requests "
         f"(seed {sample.seed}, of {eligible} eligible; input ≤ {sample.max_input_tokens}, "
         f"output ≤ {sample.max_output_tokens}) with their true lengths, offline (all submitted at once)",
-        "modelled = the recommender's binned estimate of the same requests at the run's batch (static "
-        "engines: per padded batch in trace order, as they run; continuous: per request), with full "
+        "modelled = the recommender's physical-model estimate of the same requests at the run's batch "
+        "(static engines: per padded batch in trace order, as they run; continuous: per request), with full "
         "batches as the offline runs have (not the load-aware figure the search ranks by)",
     ]
     if rec.choice is not None and rec.choice.replicas > 1:
@@ -295,10 +298,10 @@ def _beside_model(
     everything = np.ones(ev.lin.size, bool)
     cand = ev.candidate(cfg.profile, cfg.batch_size, None, everything, rec.rate_per_s, rec.slo_s, None)
     if cand is None:
-        raise ConfigError(f"no request of the sample falls in {cfg.profile}'s calibrated bins")
+        raise ConfigError(f"the sample of {cfg.profile} holds no request")
     padded = None
     if run.batching == "static":
-        padded = padded_estimate_j(prof, run)[0] / run.requests
+        padded = physical_padded_j(prof, run)[0] / run.requests
     # The validation runs offline (every request submitted at once: full batches), so the model beside
     # it is the full-batch figure, not the load-aware one the search ranks by.
     full_j = cand.energy_full_batch_j

@@ -47,10 +47,13 @@ def _kv_table(rows: Iterable[tuple[str, str]], *, escape: bool = True) -> str:
     return '<table class="kv">' + "".join(out) + "</table>"
 
 
-def _rows_table(head: Iterable[str], rows: Iterable[str]) -> str:
-    """A scrollable table: escaped header cells over `rows`, `<tr>` markup built safe by the caller."""
+def _rows_table(head: Iterable[str], rows: Iterable[str], *, css_class: str = "configs") -> str:
+    """A scrollable table: escaped header cells over `rows`, `<tr>` markup built safe by the caller.
+
+    `css_class` is a fixed name chosen by the caller (never data): `configs` (no wrapping) by default.
+    """
     return (
-        '<div class="scroll"><table class="configs"><thead><tr>'
+        f'<div class="scroll"><table class="{css_class}"><thead><tr>'
         + "".join(f"<th>{_e(h)}</th>" for h in head)
         + "</tr></thead><tbody>"
         + "".join(rows)

@@ -78,11 +78,16 @@ def _measured(summary: pd.DataFrame | None) -> list[str]:
 
 def _estimate(est: Estimate) -> str:
     rel = est.uncertainty_j / est.total_j if est.total_j else math.nan
+    outside = (
+        f"; {_percent(est.outside_energy_share)} of the energy lies outside the calibrated range"
+        if est.outside_calibration
+        else ""
+    )
     return (
         f"Trace estimate (modelled from profile {_e(est.profile)}): <strong>{_num(est.total_kwh)} kWh "
         f"± {_percent(rel)}</strong> of GPU energy for {_num(est.requests)} requests, "
         f"{_num(est.request_mean_j)} J per request, {_num(est.j_per_output_token)} J per output token, "
-        f"{_percent(est.prefill_share)} of it prefill."
+        f"{_percent(est.prefill_share)} of it prefill{outside}."
     )
 
 

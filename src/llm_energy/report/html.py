@@ -16,14 +16,14 @@ frontier and energy against batch size per engine, the trace estimate with its u
 recommendation for a latency SLO (`recommendation_section`, modelled) and measured validation runs
 against the models (`validation_section`); then the other figures of `plots` and the method; the
 tables last, folded (`<details>`): one row per configuration (`summary.config_summary`), the
-environment (`environment_section`) and the energy model's fit quality.
+environment (`environment_section`) and the energy model's fit quality (`model_section`, which also
+builds the trace estimate's section).
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -36,15 +36,12 @@ from llm_energy.report import plots
 from llm_energy.report._html_parts import (
     _CSS,
     _e,
-    _kv_table,
-    _list,
     _num,
     _percent,
     _pm,
     _rows_table,
     _td,
     _td_safe,
-    _text,
 )
 from llm_energy.report.environment_section import environment_section
 from llm_energy.report.headline import headline_section
@@ -129,9 +126,11 @@ def render_report(
     Args:
         frame: One row per run (`Store.runs_frame()` or its CSV export). It may be empty; a figure
             whose columns are missing is replaced by a note saying why.
-        estimate: A trace estimate (`estimate_trace`) to show with its uncertainty and bins.
-        profile: The energy profile to describe with its fit quality (leave-one-out and parametric
-            errors); it also supplies the environment when the frame has no `env_*` columns.
+        estimate: A trace estimate (`estimate_trace`) to show with its uncertainty, per input-length
+            class, and (binned and p1 estimates) its largest bins.
+        profile: The energy profile to describe with its fit quality (the physical model's
+            leave-one-out and extrapolation errors, its range and limits; the share of the estimate
+            outside that range); it also supplies the environment when the frame has no `env_*` columns.
         validation: Measured validation runs, compared with the models where a profile was given
             (`validation_section.validation_entries`).
         recommendation: The recommendation for an SLO (`recommendation_section.recommend_for_report`).
@@ -166,7 +165,7 @@ def render_report(
     tables = [
         _folded(_configurations_section(summary)),
         _folded(environment_section(frame, profile)),
-        _folded(_profile_section(profile)) if profile is not None else "",
+        _folded(_profile_section(profile, estimate)) if profile is not None else "",
     ]
     method = f"<h2>Method</h2><p>{_e(_method_text(frame))} {_METHOD_DOC}</p>"
     return "\n".join([*head, *body, method, *tables, "</body></html>"]) + "\n"
@@ -317,63 +316,10 @@ def _more_figures(frame: pd.DataFrame, summary: pd.DataFrame | None, dpi: int) -
 
 
 def _estimate_section(estimate: Estimate, dpi: int | None) -> str:
-    rel = estimate.uncertainty_j / estimate.total_j if estimate.total_j else math.nan
-    rows: list[tuple[str, str]] = [
-        ("profile", _text(estimate.profile)),
-        ("method", _text(estimate.method)),
-        (
-            "requests",
-            f"{_num(estimate.requests)} estimated, {_num(estimate.dropped)} dropped (outside the bins), "
-            f"{_num(estimate.outside_calibration)} outside the calibrated lengths (edge values held)",
-        ),
-        ("tokens", f"{_num(estimate.input_tokens)} input, {_num(estimate.output_tokens)} output"),
-        (
-            "total GPU energy",
-            f"{_num(estimate.total_kwh)} kWh = {_pm(estimate.total_j, estimate.uncertainty_j)} J "
-            f"(± {_percent(rel)})",
-        ),
-        (
-            "per output token",
-            _pm(estimate.j_per_output_token, estimate.uncertainty_j / estimate.output_tokens) + " J"
-            if estimate.output_tokens
-            else "–",
-        ),
-        (
-            "per request",
-            f"mean {_num(estimate.request_mean_j)} J, median {_num(estimate.request_p50_j)} J, "
-            f"90th percentile {_num(estimate.request_p90_j)} J",
-        ),
-        (
-            "prefill / decode",
-            f"{_num(estimate.prefill_j)} J / {_num(estimate.decode_j)} J "
-            f"(prefill share {_percent(estimate.prefill_share)})",
-        ),
-        (
-            "FLOPs baseline",
-            f"{_num(estimate.flops_j)} J at peak, {_num(estimate.flops_half_util_j)} J at 50% utilisation; "
-            f"estimate / peak-FLOPs = {_num(estimate.flops_ratio)}",
-        ),
-    ]
-    if estimate.duration_s:
-        rows.append(
-            (
-                "trace duration",
-                f"{_num(estimate.duration_s)} s (mean {_num(estimate.total_j / estimate.duration_s)} W)",
-            )
-        )
-    if estimate.co2_g is not None:
-        source = f" ({_text(estimate.carbon_source)})" if estimate.carbon_source else ""
-        rows.append(("CO₂", f"{_num(estimate.co2_g)} g at {_num(estimate.carbon_g_per_kwh)} g/kWh{source}"))
-    if estimate.cost is not None:
-        rows.append(("cost", f"{_num(estimate.cost)} at {_num(estimate.price_per_kwh)} per kWh"))
-    if estimate.co2_g is not None or estimate.cost is not None:
-        rows.append(("per 1,000 requests and per day", _text("; ".join(estimate.footprint().lines()))))
-    body = (
-        "<h2>Trace estimate</h2><p>The trace's requests are binned by length and each bin is run, in the "
-        "estimate, in homogeneous batches from the calibration grid; the uncertainty sums the grid's "
-        "relative bounds over bins (worst case). Interpolation error is the profile's leave-one-out figure "
-        "below.</p>" + _kv_table(rows, escape=False)
-    )
+    """The trace estimate (`model_section`) and, for a binned estimate, its largest bins."""
+    from llm_energy.report.model_section import estimate_section
+
+    body = estimate_section(estimate)
     if estimate.per_bin and dpi is not None:
         body += _figure_html(
             "Energy of the largest bins of the trace estimate, with their uncertainty.",
@@ -383,41 +329,11 @@ def _estimate_section(estimate: Estimate, dpi: int | None) -> str:
     return body
 
 
-def _profile_section(profile: EnergyProfile) -> str:
-    quality = profile.fit_quality
-    grid = profile.grid
-    rows = [
-        ("profile", _text(profile.describe())),
-        ("fitted", f"{_text(profile.created_at)} from {_text(profile.source) or 'unknown source'}"),
-        ("environment id", _text(profile.env_id)),
-        (
-            "calibration grid",
-            f"{profile.points} points: batch {_list(grid.batches)}, input {_list(grid.inputs)}, "
-            f"output {_list(grid.outputs)}",
-        ),
-        (
-            "grid interpolation (leave-one-out)",
-            (
-                f"median {_percent(quality['loo_median_rel_error'])}, max "
-                f"{_percent(quality['loo_max_rel_error'])} over {_num(int(quality.get('loo_points', 0)))} "
-                "interior points"
-            )
-            if "loo_median_rel_error" in quality and "loo_max_rel_error" in quality
-            else "not available (too few interior points)",
-        ),
-        (
-            "parametric model (rms relative error)",
-            f"prefill {_percent(profile.parametric.prefill_rms_rel_error)}, "
-            f"decode {_percent(profile.parametric.decode_rms_rel_error)}",
-        ),
-    ]
-    other = {
-        k: v
-        for k, v in quality.items()
-        if k not in {"loo_points", "loo_median_rel_error", "loo_max_rel_error"}
-    }
-    rows += [(str(k).replace("_", " "), _num(v)) for k, v in sorted(other.items())]
-    return "<h2>Energy model</h2>" + _kv_table([(_e(k), v) for k, v in rows], escape=False)
+def _profile_section(profile: EnergyProfile, estimate: Estimate | None = None) -> str:
+    """The energy model's fit and how far to trust it (`model_section`)."""
+    from llm_energy.report.model_section import profile_section
+
+    return profile_section(profile, estimate)
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -249,7 +249,8 @@ def estimate_bins(estimate: Estimate, *, top: int = 25) -> Figure:
     """Bar chart of a trace estimate's energy per bin, largest first, with the bins' uncertainty.
 
     Args:
-        estimate: A `binned` or `p1` estimate (`parametric` ones have no per-bin table).
+        estimate: A `binned` or `p1` estimate (`physical`, the default, and `parametric` cost each
+            request on its own: no per-bin table; the report shows their per-class table instead).
         top: Show this many bins; the rest are summed into one "other bins" bar.
 
     Raises:

@@ -4,7 +4,7 @@ The search is `llm_energy.recommend.recommend`, the one behind `llm-energy recom
 × batch size on the trace at its arrival rate. The section shows the choice (or, when nothing meets the
 SLO, the closest candidate and says so), the baselines with the saving in % (with the bounds of both
 estimates) and kWh/day, the fastest candidate and the energy–latency Pareto frontier. Every figure is
-modelled from the profiles' calibration grids; every value from a profile or trace name is escaped.
+modelled from the profiles' physical models; every value from a profile or trace name is escaped.
 """
 
 from __future__ import annotations
@@ -55,12 +55,12 @@ def recommend_for_report(
     """Run the recommender on `trace` at `rate_per_s` (default: the trace's own rate) under `slo`.
 
     Raises:
-        ConfigError: A malformed SLO (`serving.parse_slo`), a trace without arrival times and no rate,
+        ConfigError: A malformed SLO (`workloads.slo.parse_slo`), a trace without arrival times and no rate,
             or anything `recommend.recommend` refuses.
     """
     from llm_energy.errors import ConfigError
     from llm_energy.recommend import recommend
-    from llm_energy.serving import parse_slo
+    from llm_energy.workloads.slo import parse_slo
 
     slo_s = parse_slo(slo)
     if not slo_s:
@@ -91,7 +91,7 @@ def recommendation_section(view: RecommendationView) -> str:
         f"<code>{_e(view.trace)}</code> at {_num(rec.rate_per_s)} requests/s, searched over "
         f"{_num(len(rec.candidates))} modelled candidates (profile × batch size) of "
         f"{', '.join(_e(p) for p in profiles)}. Every figure here is <strong>modelled</strong> from the "
-        "profiles' calibration grids, not measured; check it with <code>llm-energy recommend "
+        "profiles' physical models, not measured; check it with <code>llm-energy recommend "
         "--validate</code>.</p>",
     ]
     target = rec.choice

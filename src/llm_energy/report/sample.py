@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 CALIBRATION: Final = "h100-llama-3.1-8b-vllm-cudagraphs"
 """Stem of the bundled calibration data (`llm_energy/data/calibration/<stem>.csv` and `.json`)."""
+SAMPLE_PROFILE: Final = "h100-llama-3.1-8b-vllm"
+"""The bundled profile fitted on those runs (named: the package's default profile is another GPU's)."""
 
 SAMPLE_TRACE: Final = "azure-conv"
 SAMPLE_TITLE: Final = "llm-energy sample report: Llama-3.1-8B shapes, vLLM, H100"
@@ -54,7 +56,8 @@ def bundled_calibration_frame(stem: str = CALIBRATION) -> pd.DataFrame:
 def all_bundled_calibrations_frame() -> pd.DataFrame:
     """Return every bundled calibration (each with its own `env_*` columns) as one runs frame.
 
-    The default database of `llm-energy report` and `plot`: all engines measured for the package.
+    The default database of `llm-energy report` and `plot`: all engines and GPUs measured for the package
+    (H100: vLLM and HF eager; H200: vLLM, the irregular points `llm-energy calibrate` chose).
     """
     import pandas as pd
 
@@ -64,7 +67,7 @@ def all_bundled_calibrations_frame() -> pd.DataFrame:
 
 
 def sample_report(*, generated_at: str | None = None, dpi: int = 100) -> str:
-    """Render the sample report: bundled calibration runs, bundled profile, `azure-conv` estimate.
+    """Render the sample report: the H100 vLLM calibration runs, their profile, an `azure-conv` estimate.
 
     Args:
         generated_at: Time stamp to print (the current UTC time when None).
@@ -75,7 +78,7 @@ def sample_report(*, generated_at: str | None = None, dpi: int = 100) -> str:
     from llm_energy.report.html import render_report
     from llm_energy.workloads import load_trace
 
-    profile = load_profile()
+    profile = load_profile(SAMPLE_PROFILE)
     trace = load_trace(SAMPLE_TRACE)
     estimate = estimate_trace(
         trace.input_tokens,

@@ -1,10 +1,10 @@
 """The report's "Model validation" section: measured validation runs beside the models' estimates.
 
-A validation run (`llm_energy.validate.ValidationRun`, written by `llm-energy validate --out` or
-`benchmarks/validate_gpu.py`) is a trace sample measured on the GPU. With profiles, each run is
-compared (`llm_energy.validate.compare`) with the profile of its own configuration (same model, engine
-and mode; else same engine; else the first profile, said so) and every method's estimate is shown with
-its signed error against the measurement. Without a profile only the measured figures are shown.
+A validation run (`llm_energy.validation.offline.ValidationRun`, written by `llm-energy validate --out`
+or `benchmarks/validate_gpu.py`) is a trace sample measured on the GPU. With profiles, each run is
+compared (`llm_energy.validation.offline.compare`) with the profile of its own configuration (same
+model, engine and mode; else same engine; else the first profile, said so) and every method's estimate
+is shown with its signed error against the measurement. Without a profile only the measured figures are shown.
 
 Every value from a file or a profile is escaped (`_html_parts._e`), as in the rest of the report.
 """
@@ -22,7 +22,7 @@ from llm_energy.report._html_parts import _e, _num, _pm, _rows_table, _td, _td_s
 
 if TYPE_CHECKING:
     from llm_energy.modeling.profile import EnergyProfile
-    from llm_energy.validate import ModelError, ValidationRun
+    from llm_energy.validation.offline import ModelError, ValidationRun
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def load_validation_runs(paths: Sequence[str | Path]) -> list[tuple[str, Validat
     Raises:
         ConfigError: A file that is missing, unreadable or not a validation run (the message names it).
     """
-    from llm_energy.validate import ValidationRun
+    from llm_energy.validation.offline import ValidationRun
 
     runs = []
     for path in paths:
@@ -91,7 +91,7 @@ def validation_entries(
     Raises:
         ConfigError: A run whose figures cannot be compared (e.g. no requests).
     """
-    from llm_energy.validate import compare
+    from llm_energy.validation.offline import compare
 
     entries = []
     for name, run in runs:
@@ -170,10 +170,14 @@ def validation_section(entries: Sequence[ValidationEntry]) -> str:
     if compared:
         intro += (
             "Each is estimated on the same requests by every model of the profile of its configuration: "
-            "<code>binned</code> (the requests at the run's batch size, by length bins), "
-            "<code>binned-padded</code> / <code>parametric-padded</code> (static engines: each padded "
-            "batch at its shape), <code>p1</code>, <code>parametric</code>, and the FLOPs baselines "
-            "(peak, 50% utilisation). Error = (estimate − measured) / measured.</p>"
+            "<code>physical</code> (the default: every request in a batch of equal requests at the run's "
+            "batch size, costed by the physical model), <code>physical-continuous</code> (continuous "
+            "engines: the physical model replaying the engine's scheduler, requests joining as others "
+            "finish), <code>physical-padded</code> / <code>binned-padded</code> / "
+            "<code>parametric-padded</code> (static engines: each padded batch at its padded shape), "
+            "<code>binned</code> and <code>p1</code> (the calibration grid through length bins: ours and "
+            "the seed study's), <code>parametric</code>, and the FLOPs baselines (peak, 50% utilisation). "
+            "Error = (estimate − measured) / measured.</p>"
         )
     else:
         intro += (

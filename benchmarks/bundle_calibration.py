@@ -3,7 +3,7 @@
 Merges the `llm-energy export` CSVs of one configuration measured in several device calls (the lent
 GPU may be a different host each call), checks that they come from one environment as far as the
 engine is concerned (same GPU model, driver, power limit, Python, and the engine's package versions;
-see `llm_energy.env.engine_packages`), and writes `src/llm_energy/data/calibration/<stem>.csv` + `.json`
+see `EngineDescriptor.packages`), and writes `src/llm_energy/data/calibration/<stem>.csv` + `.json`
 in the format `llm_energy.report.sample.bundled_calibration_frame` reads.
 
     python benchmarks/bundle_calibration.py --engine hf --mode eager --stem h100-llama-3.1-8b-hf-eager \
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from llm_energy.engines import engine_descriptor
 from llm_energy.env import env_fingerprint
 
 COLUMNS = [
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     frame = frame[(frame["engine"] == args.engine) & (frame["mode"] == args.mode)]
     frame = frame.drop_duplicates("run_id").sort_values(["created_at"]).reset_index(drop=True)
     envs = [env_of(row) for _, row in frame.iterrows()]
-    ids = {env_fingerprint(env, args.engine) for env in envs}
+    packages = engine_descriptor(args.engine).packages
+    ids = {env_fingerprint(env, packages) for env in envs}
     if len(ids) != 1:
         print(f"runs come from {len(ids)} environments for {args.engine}: {sorted(ids)}", file=sys.stderr)
         return 2
@@ -97,7 +99,7 @@ def append(frame: pd.DataFrame, env: dict[str, object], args: argparse.Namespace
     csv, side = args.out_dir / f"{args.stem}.csv", args.out_dir / f"{args.stem}.json"
     old, meta = pd.read_csv(csv), json.loads(side.read_text(encoding="utf-8"))
     old_env = meta["env"] if isinstance(meta["env"], dict) else None
-    if old_env is None or env_fingerprint(old_env, args.engine) != env["env_id"]:
+    if old_env is None or env_fingerprint(old_env, engine_descriptor(args.engine).packages) != env["env_id"]:
         print(f"the runs' environment differs from the one bundled in {side}: not appended", file=sys.stderr)
         return 2
     new = frame[~frame["run_id"].isin(old["run_id"])]

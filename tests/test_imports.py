@@ -41,10 +41,20 @@ def test_public_names_are_sorted_and_exist():
 
 
 @pytest.mark.parametrize("key", sorted(ENGINES))
-def test_every_registered_engine_imports_under_its_name(key):
-    """Each ENGINES entry imports, and its class has `name` equal to the key and a `Config`."""
-    module_name, _, attr = ENGINES[key].partition(":")
-    cls = getattr(importlib.import_module(module_name), attr)
+def test_every_registered_engine_declares_itself(key):
+    """Each ENGINES entry is a class named by its key, with a `Config` and a descriptor that fit it."""
+    cls = ENGINES[key]
     assert cls.name == key
     assert isinstance(cls.Config, type)
-    cls.Config()  # every field has a default
+    config = cls.Config()  # every field has a default
+    descriptor = cls.descriptor
+    assert config.mode == descriptor.modes[0]  # the default mode is the Config's default
+    for option in (descriptor.batch_option, descriptor.context_option):
+        assert option is None or option in cls.Config.model_fields, option
+    for mode, options in descriptor.request_set_options.items():
+        assert mode in descriptor.modes and set(options) <= set(cls.Config.model_fields)
+    assert set(descriptor.compile_s) <= set(descriptor.modes)
+    assert set(descriptor.tp_modes) <= set(descriptor.modes)
+    if descriptor.tp_builder:
+        module, _, function = descriptor.tp_builder.partition(":")
+        assert callable(getattr(importlib.import_module(module), function))

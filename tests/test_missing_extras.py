@@ -17,7 +17,7 @@ import pytest
 import typer
 
 from llm_energy.cli.app import OPTIONAL_MODULES, _guard
-from llm_energy.engines import ENGINE_EXTRAS, ENGINES
+from llm_energy.engines import ENGINES
 
 BLOCKER = """\
 import os, sys
@@ -151,7 +151,6 @@ def test_a_missing_module_of_ours_is_a_bug_not_an_extra():
 
 def test_every_engine_names_an_extra_that_exists():
     extras = tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]
-    assert set(ENGINE_EXTRAS) == set(ENGINES)
-    for name, (extra, modules) in ENGINE_EXTRAS.items():
-        assert not modules or extra in extras, name
+    for name, cls in ENGINES.items():
+        assert not cls.descriptor.requires or cls.descriptor.extra in extras, name
     assert set(OPTIONAL_MODULES.values()) <= set(extras)

@@ -46,23 +46,20 @@ def cpu_model() -> str:
 FINGERPRINT_KEYS = ("gpu_name", "gpu_count", "driver", "power_limit_w", "python")
 """What makes two environments the same for resuming a sweep (plus engine package versions)."""
 
+ENGINE_PACKAGES = ("torch", "transformers", "vllm")
+"""Packages whose versions go into the id when the engine's own are not known."""
 
-def engine_packages(engine: str | None) -> tuple[str, ...]:
-    """Packages whose versions shape an engine's results (all of them when the engine is unknown).
 
-    vLLM's version matters to vLLM runs only: a machine that also has vLLM installed must give HF runs
-    the same id as one without, or a sweep would not resume there (seen on the lent H100).
+def env_fingerprint(env: dict[str, Any], packages: Sequence[str] | None = None) -> str:
+    """Return a short stable id of the hardware and of the `packages` that shape the energy results.
+
+    `packages` is the engine's own (`EngineDescriptor.packages`): vLLM's version matters to vLLM runs
+    only, so a machine that also has vLLM installed gives HF runs the same id as one without, or a
+    sweep would not resume there (seen on the lent H100). None (engine unknown): `ENGINE_PACKAGES`.
     """
-    if engine is None:
-        return ("torch", "transformers", "vllm")
-    return ("torch", "transformers", "vllm") if engine == "vllm" else ("torch", "transformers")
-
-
-def env_fingerprint(env: dict[str, Any], engine: str | None = None) -> str:
-    """Return a short stable id of the hardware and software that shape `engine`'s energy results."""
     versions = env.get("versions", {})
     key = {k: env.get(k) for k in FINGERPRINT_KEYS}
-    key["versions"] = {k: versions.get(k) for k in engine_packages(engine)}
+    key["versions"] = {k: versions.get(k) for k in (ENGINE_PACKAGES if packages is None else packages)}
     blob = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -71,9 +68,9 @@ def collect_env(
     gpus: Sequence[GpuDevice] = (),
     cpus: Sequence[CpuDevice] = (),
     notes: Sequence[str] = (),
-    engine: str | None = None,
+    packages: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Return the environment record stored with every run (its `env_id` for `engine`'s packages)."""
+    """Return the environment record stored with every run (its `env_id` over the engine's `packages`)."""
     gpu_infos = [gpu.info() for gpu in gpus]
     first = gpu_infos[0] if gpu_infos else {}
     env: dict[str, Any] = {
@@ -94,5 +91,5 @@ def collect_env(
         "versions": package_versions(),
         "notes": list(notes),
     }
-    env["env_id"] = env_fingerprint(env, engine)
+    env["env_id"] = env_fingerprint(env, packages)
     return env

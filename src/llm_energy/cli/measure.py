@@ -26,7 +26,7 @@ from llm_energy.cli.app import (
     esc,
     fold,
 )
-from llm_energy.engines import ENGINE_MODES, ENGINES
+from llm_energy.engines import ENGINES
 from llm_energy.errors import ConfigError
 from llm_energy.records import PHASES, RunResult
 
@@ -44,7 +44,7 @@ AllowGpuSettingsOption = Annotated[
 
 _ENGINE_HELP = "engine: " + " | ".join(ENGINES)
 _MODE_HELP = "engine mode (default: the engine's first); " + "; ".join(
-    f"{name}: {' | '.join(modes)}" for name, modes in ENGINE_MODES.items()
+    f"{name}: {' | '.join(cls.descriptor.modes)}" for name, cls in ENGINES.items()
 )
 
 
@@ -162,7 +162,7 @@ class _MeasureRun:
 
     def check(self, fields: dict[str, Any], named: dict[str, Any], option: list[str] | None) -> Point:
         """Validate every input and return the point (ConfigError, exit 2, on the first bad one)."""
-        from llm_energy.engines import check_installed
+        from llm_energy.engines import check_installed, engine_descriptor
         from llm_energy.meters.tdp import tdp_setting_w
         from llm_energy.sweep.spec import SHARED_GPU_NOTE, check_seconds, make_point
 
@@ -189,7 +189,7 @@ class _MeasureRun:
             options[key] = value
         point = make_point(**fields, options=options)  # names, lengths, options: all before any hardware
         check_installed(point.engine)
-        if point.engine != "simulated":
+        if not engine_descriptor(point.engine).simulated:
             from llm_energy.engines.devices import resolve_device
 
             resolve_device(point.device)  # a CUDA device torch does not see is refused here

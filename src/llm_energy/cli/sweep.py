@@ -119,7 +119,10 @@ def _minutes(seconds: float) -> str:
 
 def _device_time(points: Sequence[Point]) -> str:
     """What the estimate is of: GPU time, or wall time where every point runs on the CPU or is simulated."""
-    return "wall" if all(p.device == "cpu" or p.engine == "simulated" for p in points) else "GPU"
+    from llm_energy.engines import engine_descriptor
+
+    off_gpu = all(p.device == "cpu" or engine_descriptor(p.engine).simulated for p in points)
+    return "wall" if off_gpu else "GPU"
 
 
 def _last_point(result: Any) -> str:

@@ -103,10 +103,11 @@ def _check_gpu_energy(engine: str, device: str) -> None:
     Raises:
         ConfigError: the run would be on the CPU (no GPU energy to compare with).
     """
-    if engine == "simulated":
-        return
-    from llm_energy.engines import check_installed
+    from llm_energy.engines import check_installed, engine_descriptor
     from llm_energy.engines.devices import resolve_device
+
+    if engine_descriptor(engine).simulated:
+        return
 
     check_installed(engine)
     if resolve_device(device) == "cpu":

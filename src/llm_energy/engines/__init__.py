@@ -1,44 +1,143 @@
 """Inference engines behind one `Engine` protocol, registered by name in `ENGINES`.
 
-Heavy imports (torch, transformers) happen inside the engine modules' methods, so importing this
-package or listing the registry stays light.
+Each backend is one file with one class; the class carries its `name`, its `Config` (pydantic) and
+its `descriptor` (`EngineDescriptor`: modes, extra, batching, options, estimates). `ENGINES` maps
+names to those classes: the built-in ones below, then any class registered with `register_engine`
+or published by an installed distribution under the entry-point group `llm_energy.engines`
+(docs/extending.md). Engine modules import torch, transformers or vLLM inside their methods only, so
+listing the registry stays light.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
+import logging
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from llm_energy.engines.base import Batch, Engine
+from llm_energy.engines.base import Batch, Batching, ContinuousEngine, Engine, EngineDescriptor
 from llm_energy.errors import ConfigError
 
-ENGINES: dict[str, str] = {
-    "hf": "llm_energy.engines.hf:HFEngine",
-    "hf-paged": "llm_energy.engines.hf_paged:HFPagedEngine",
-    "hf-spec": "llm_energy.engines.hf_speculative:HFSpeculativeEngine",
-    "simulated": "llm_energy.engines.simulated:SimulatedEngine",
-    "vllm": "llm_energy.engines.vllm:VllmEngine",  # extra: pip install llm-energy[vllm]
-}
-"""The registry: engine name → `module:Class`. The one place to add an engine."""
+logger = logging.getLogger(__name__)
 
-ENGINE_MODES: dict[str, tuple[str, ...]] = {
-    "hf": ("eager", "compiled", "cudagraphs"),
-    "hf-paged": ("paged",),
-    "hf-spec": ("eager",),
-    "simulated": ("default",),
-    "vllm": ("cudagraphs", "eager"),
-}
-"""Valid modes per engine (the first is the default)."""
+BUILTIN_ENGINES: tuple[str, ...] = (
+    "llm_energy.engines.hf:HFEngine",
+    "llm_energy.engines.hf_paged:HFPagedEngine",
+    "llm_energy.engines.hf_speculative:HFSpeculativeEngine",
+    "llm_energy.engines.simulated:SimulatedEngine",
+    "llm_energy.engines.vllm:VllmEngine",  # extra: pip install llm-energy[vllm]
+)
+"""The engine classes this package ships, as `module:Class` (imported on the registry's first use)."""
 
-ENGINE_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "hf": ("hf", ("torch", "transformers")),
-    "hf-paged": ("hf", ("torch", "transformers")),
-    "hf-spec": ("hf", ("torch", "transformers")),
-    "simulated": ("", ()),
-    "vllm": ("vllm", ("vllm",)),
-}
-"""Per engine: the llm-energy extra that installs it and the modules it imports when it runs."""
+ENTRY_POINT_GROUP = "llm_energy.engines"
+"""Entry-point group under which other distributions publish engine classes."""
+
+
+class EngineRegistry(Mapping[str, Any]):
+    """Engine name → engine class, filled on first use with the built-ins and the entry points.
+
+    A class is registered once under its `name`; registering another class under a taken name is
+    refused unless `replace=True` (a test swapping a backend, say).
+    """
+
+    def __init__(self, builtins: tuple[str, ...], group: str) -> None:
+        self._builtins = builtins
+        self._group = group
+        self._classes: dict[str, Any] = {}
+        self._loaded = False
+
+    def register(self, cls: Any, *, replace: bool = False) -> Any:
+        """Add engine class `cls` under `cls.name` and return it (so it works as a class decorator).
+
+        Raises:
+            ConfigError: `cls` lacks a `name`, a `Config` or a `descriptor`, or the name is taken by
+                another class and `replace` is False.
+        """
+        self._load()
+        return self._add(cls, replace=replace)
+
+    def _add(self, cls: Any, *, replace: bool) -> Any:
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"engine class {cls!r} has no `name`")
+        if not isinstance(getattr(cls, "Config", None), type):
+            raise ConfigError(f"engine {name!r}: its class has no `Config` (a pydantic model)")
+        if not isinstance(getattr(cls, "descriptor", None), EngineDescriptor):
+            raise ConfigError(f"engine {name!r}: its class has no `descriptor` (an EngineDescriptor)")
+        if name in self._classes and self._classes[name] is not cls and not replace:
+            raise ConfigError(f"engine {name!r} is registered already (by {self._classes[name]!r})")
+        self._classes[name] = cls
+        return cls
+
+    def unregister(self, name: str) -> None:
+        """Remove engine `name` (nothing happens when it is not registered)."""
+        self._load()
+        self._classes.pop(name, None)
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for target in self._builtins:
+            module, _, attr = target.partition(":")
+            self._add(getattr(importlib.import_module(module), attr), replace=False)
+        for entry in importlib.metadata.entry_points(group=self._group):
+            try:
+                self._add(entry.load(), replace=False)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+                logger.warning("engine entry point %r not registered: %s", entry.value, exc)
+
+    def __getitem__(self, name: str) -> Any:
+        self._load()
+        return self._classes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        self._load()
+        return iter(list(self._classes))
+
+    def __len__(self) -> int:
+        self._load()
+        return len(self._classes)
+
+
+ENGINES = EngineRegistry(BUILTIN_ENGINES, ENTRY_POINT_GROUP)
+"""The registry: engine name → engine class (with `Config` and `descriptor`)."""
+
+
+def register_engine(cls: Any, *, replace: bool = False) -> Any:
+    """Register engine class `cls` under its `name` (usable as a class decorator); return it.
+
+    Raises:
+        ConfigError: `cls` lacks `name`, `Config` or `descriptor`, or the name is taken.
+    """
+    return ENGINES.register(cls, replace=replace)
+
+
+def _unknown(name: str) -> ConfigError:
+    return ConfigError(f"unknown engine {name!r}; valid engines: {', '.join(sorted(ENGINES))}")
+
+
+def engine_class(name: str) -> Any:
+    """Return the engine class registered under `name`.
+
+    Raises:
+        ConfigError: `name` is not registered; the message lists the valid names.
+    """
+    if name not in ENGINES:
+        raise _unknown(name)
+    return ENGINES[name]
+
+
+def engine_descriptor(name: str) -> EngineDescriptor:
+    """Return the descriptor of engine `name`.
+
+    Raises:
+        ConfigError: `name` is not registered.
+    """
+    descriptor: EngineDescriptor = engine_class(name).descriptor
+    return descriptor
 
 
 def _importable(module: str) -> bool:
@@ -55,43 +154,34 @@ def check_installed(name: str) -> None:
         ConfigError: unknown engine, or a module it needs is missing; the message names the extra to
             install (`pip install 'llm-energy[hf]'`).
     """
-    if name not in ENGINE_EXTRAS:
-        raise ConfigError(f"unknown engine {name!r}; valid engines: {', '.join(sorted(ENGINES))}")
-    extra, modules = ENGINE_EXTRAS[name]
-    missing = [m for m in modules if not _importable(m)]
+    descriptor = engine_descriptor(name)
+    missing = [m for m in descriptor.requires if not _importable(m)]
     if missing:
-        raise ConfigError(
-            f"engine {name!r} needs {' and '.join(missing)}, not installed here: "
-            f"pip install 'llm-energy[{extra}]'"
-        )
+        how = f"pip install 'llm-energy[{descriptor.extra}]'" if descriptor.extra else "install them first"
+        raise ConfigError(f"engine {name!r} needs {' and '.join(missing)}, not installed here: {how}")
 
 
-def engine_class(name: str) -> Any:
-    """Import and return the engine class registered under `name`.
-
-    Raises:
-        ConfigError: `name` is not registered; the message lists the valid names.
-    """
-    if name not in ENGINES:
-        raise ConfigError(f"unknown engine {name!r}; valid engines: {', '.join(sorted(ENGINES))}")
-    module_name, _, attr = ENGINES[name].partition(":")
-    return getattr(importlib.import_module(module_name), attr)
-
-
-def build_engine(name: str, arch: Any, **config: Any) -> Engine:
-    """Build engine `name` for architecture `arch`.
+def build_engine(name: str, arch: Any, *, tp_size: int = 1, **config: Any) -> Engine:
+    """Build engine `name` for architecture `arch` (rank 0 of a tensor-parallel group when `tp_size` > 1).
 
     `config` fills the engine's `Config`; None values are dropped, so each engine keeps its own
     defaults (e.g. the weight init).
 
     Raises:
-        ConfigError: unknown engine or an invalid config value (the message names the field).
+        ConfigError: unknown engine, an invalid config value (the message names the field), or a TP
+            size the engine, mode, shape or visible GPUs refuse.
     """
     from pydantic import ValidationError
 
     cls = engine_class(name)
+    fields = {k: v for k, v in config.items() if v is not None}
+    if tp_size > 1:
+        check_tp(name, fields.get("mode"), tp_size, arch)
+        module, _, function = str(cls.descriptor.tp_builder).partition(":")
+        tp_engine: Engine = getattr(importlib.import_module(module), function)(arch, tp_size, **fields)
+        return tp_engine
     try:
-        cfg = cls.Config(**{k: v for k, v in config.items() if v is not None})
+        cfg = cls.Config(**fields)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(
@@ -107,9 +197,7 @@ def check_mode(engine: str, mode: str | None) -> str:
     Raises:
         ConfigError: unknown engine or a mode the engine does not have (lists the valid ones).
     """
-    if engine not in ENGINE_MODES:
-        raise ConfigError(f"unknown engine {engine!r}; valid engines: {', '.join(sorted(ENGINES))}")
-    modes = ENGINE_MODES[engine]
+    modes = engine_descriptor(engine).modes
     if mode is None:
         return modes[0]
     if mode not in modes:
@@ -117,14 +205,48 @@ def check_mode(engine: str, mode: str | None) -> str:
     return mode
 
 
+def check_tp(engine: str, mode: str | None, tp_size: int, arch: Any) -> None:
+    """Check a point's tensor-parallel settings: the engine and mode run TP, the shape splits.
+
+    Raises:
+        ConfigError: TP on an engine or mode that does not support it, or a size the shape refuses.
+    """
+    from llm_energy.parallel.checks import check_tp_shape
+
+    if tp_size == 1:
+        return
+    tp_modes = engine_descriptor(engine).tp_modes
+    if not tp_modes:
+        tp_engines = [name for name, cls in ENGINES.items() if cls.descriptor.tp_modes]
+        raise ConfigError(
+            f"tp_size = {tp_size} needs engine {' or '.join(tp_engines)!r}; "
+            f"engine {engine!r} runs on one device"
+        )
+    if mode not in tp_modes:
+        raise ConfigError(
+            f"tp_size = {tp_size} runs in mode {' or '.join(tp_modes)} only, not {mode!r} "
+            f"(engine {engine!r} runs its other modes on one device)"
+        )
+    if arch is None:
+        raise ConfigError(f"tp_size = {tp_size} needs a model shape to check")
+    check_tp_shape(arch, tp_size)
+
+
 __all__ = [
+    "BUILTIN_ENGINES",
     "ENGINES",
-    "ENGINE_EXTRAS",
-    "ENGINE_MODES",
+    "ENTRY_POINT_GROUP",
     "Batch",
+    "Batching",
+    "ContinuousEngine",
     "Engine",
+    "EngineDescriptor",
+    "EngineRegistry",
     "build_engine",
     "check_installed",
     "check_mode",
+    "check_tp",
     "engine_class",
+    "engine_descriptor",
+    "register_engine",
 ]

@@ -14,9 +14,9 @@ right after the last prefill, so a short decode can be repeated inside one meter
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from llm_energy.errors import EngineError, OutOfMemory
 
@@ -46,11 +46,72 @@ class Batch:
         return self.batch_size * self.decode_steps
 
 
+Batching = Literal["static", "continuous"]
+"""How an engine batches: `static` runs the batch it is given (padded to its longest request);
+`continuous` admits requests as others finish, up to a cap (its `batch_option`)."""
+
+
+@dataclass(frozen=True)
+class EngineDescriptor:
+    """What the library knows of a backend before it runs it, declared once on the engine class.
+
+    The registry (`llm_energy.engines.ENGINES`), the sweep (modes, estimates), validation (batch and
+    length options), the environment record (package versions) and the TP check all read it here:
+    adding an engine is its class and this descriptor, nowhere else.
+
+    Attributes:
+        modes: Valid modes; the first is the default.
+        extra: The llm-energy extra that installs what it needs (`pip install 'llm-energy[EXTRA]'`);
+            empty when nothing optional is needed.
+        requires: Modules it imports when it runs, checked (not imported) before anything loads.
+        packages: Distributions whose versions shape its results; they go into the environment id
+            that resuming a sweep matches on.
+        batching: `static` or `continuous` (see `Batching`).
+        batch_option: The `Config` field a concurrent-batch cap maps to (vLLM: `max_num_seqs`; the
+            simulated engine: `max_batch_size`); None when the batch is the one given.
+        context_option: The `Config` field the longest request of a request set sets (vLLM:
+            `max_model_len`); None when the model's own context applies.
+        request_set_options: By mode, options a validation run (a whole request set, warmed up once)
+            adds (`hf` eager: no warm-up per padded batch).
+        load_s: Rough start-up per group of points (s), for a sweep's time estimate.
+        load_budget_s: Start-up a GPU-minute budget reserves (s), for planning a calibration.
+        compile_s: By mode, compile / graph capture per point (s), for a sweep's time estimate.
+        tp_modes: Modes that run tensor-parallel (`tp_size` > 1); empty: one device only.
+        tp_builder: `module:function` that builds rank 0 of a TP group, `f(arch, tp_size, **config)`
+            (named, not imported: the TP module builds on the engine's own module).
+        simulated: Runs on the simulated clock and GPU, which the sweep's worker makes and passes
+            in (`cls(config, clock, gpus)`); no real device is resolved or metered.
+    """
+
+    modes: tuple[str, ...]
+    extra: str = ""
+    requires: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()
+    batching: Batching = "static"
+    batch_option: str | None = None
+    context_option: str | None = None
+    request_set_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    load_s: float = 15.0
+    load_budget_s: float = 20.0
+    compile_s: Mapping[str, float] = field(default_factory=dict)
+    tp_modes: tuple[str, ...] = ()
+    tp_builder: str | None = None
+    simulated: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.modes:
+            raise ValueError("an engine has at least one mode (the first is its default)")
+        if self.tp_modes and not self.tp_builder:
+            raise ValueError("an engine with tensor-parallel modes names its tp_builder")
+
+
 @runtime_checkable
 class Engine(Protocol):
     """An inference engine whose phases the runner can measure apart."""
 
     name: ClassVar[str]
+    descriptor: ClassVar[EngineDescriptor]
+    """Modes, batching, options and estimates of this backend (see `EngineDescriptor`)."""
     separate_decode: ClassVar[bool]
     """True when `decode()` can run on its own after `prefill()`. Engines that only run whole
     generations (vLLM, continuous batching) set False; the runner then measures prefill and whole

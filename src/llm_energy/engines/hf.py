@@ -45,7 +45,13 @@ from pydantic import Field, field_validator
 
 from llm_energy.architectures import Architecture, build_model
 from llm_energy.architectures.counts import num_experts
-from llm_energy.engines.base import Batch, SeparateDecodeMixin, oom_as_error, transformers_facts
+from llm_energy.engines.base import (
+    Batch,
+    EngineDescriptor,
+    SeparateDecodeMixin,
+    oom_as_error,
+    transformers_facts,
+)
 from llm_energy.engines.transformers_config import TransformersConfig
 from llm_energy.errors import ConfigError, EngineError
 
@@ -187,6 +193,17 @@ class HFEngine(SeparateDecodeMixin):
     name: ClassVar[str] = "hf"
     separate_decode: ClassVar[bool] = True
     Config: ClassVar[type[HFEngineConfig]] = HFEngineConfig
+    descriptor: ClassVar[EngineDescriptor] = EngineDescriptor(
+        modes=("eager", "compiled", "cudagraphs"),
+        extra="hf",
+        requires=("torch", "transformers"),
+        packages=("torch", "transformers"),
+        batching="static",
+        request_set_options={"eager": {"warmup": False}},  # a request set warms up once, not per batch
+        compile_s={"compiled": 60.0, "cudagraphs": 90.0},  # on the H100 (docs/results/foundation-h100.md)
+        tp_modes=("eager",),  # compiled graphs over transformers' TP hooks are not validated
+        tp_builder="llm_energy.engines.hf_tp:build_tp_engine",
+    )
 
     def __init__(self, config: HFEngineConfig, arch: Architecture) -> None:
         if config.mode == "cudagraphs" and not config.device.startswith("cuda"):

@@ -30,7 +30,13 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from llm_energy.architectures import Architecture, build_model
-from llm_energy.engines.base import Batch, PreparedBatchMixin, oom_as_error, transformers_facts
+from llm_energy.engines.base import (
+    Batch,
+    EngineDescriptor,
+    PreparedBatchMixin,
+    oom_as_error,
+    transformers_facts,
+)
 from llm_energy.engines.transformers_config import TransformersConfig
 from llm_energy.errors import EngineError, OutOfMemory
 
@@ -107,6 +113,13 @@ class HFPagedEngine(PreparedBatchMixin):
     name: ClassVar[str] = "hf-paged"
     separate_decode: ClassVar[bool] = False
     Config: ClassVar[type[HFPagedEngineConfig]] = HFPagedEngineConfig
+    descriptor: ClassVar[EngineDescriptor] = EngineDescriptor(
+        modes=("paged",),
+        extra="hf",
+        requires=("torch", "transformers"),
+        packages=("torch", "transformers"),
+        batching="continuous",
+    )
 
     def __init__(self, config: HFPagedEngineConfig, arch: Architecture) -> None:
         self.config = config

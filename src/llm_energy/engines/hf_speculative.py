@@ -27,7 +27,13 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from llm_energy.architectures import Architecture, build_model, load_architecture
-from llm_energy.engines.base import Batch, SeparateDecodeMixin, oom_as_error, transformers_facts
+from llm_energy.engines.base import (
+    Batch,
+    EngineDescriptor,
+    SeparateDecodeMixin,
+    oom_as_error,
+    transformers_facts,
+)
 from llm_energy.engines.transformers_config import TransformersConfig
 from llm_energy.errors import ConfigError, EngineError
 
@@ -127,6 +133,13 @@ class HFSpeculativeEngine(SeparateDecodeMixin):
     name: ClassVar[str] = "hf-spec"
     separate_decode: ClassVar[bool] = True
     Config: ClassVar[type[HFSpeculativeConfig]] = HFSpeculativeConfig
+    descriptor: ClassVar[EngineDescriptor] = EngineDescriptor(
+        modes=("eager",),
+        extra="hf",
+        requires=("torch", "transformers"),
+        packages=("torch", "transformers"),
+        batching="static",
+    )
 
     def __init__(self, config: HFSpeculativeConfig, arch: Architecture) -> None:
         draft_arch = load_architecture(config.draft_model)  # light: a config file, no weights

@@ -33,10 +33,10 @@ import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from llm_energy.architectures import Architecture, build_model, weight_bytes
-from llm_energy.engines.base import Batch, oom_as_error
+from llm_energy.engines.base import Batch, EngineDescriptor, oom_as_error
 from llm_energy.engines.hf import HFEngine, HFEngineConfig
 from llm_energy.errors import ConfigError
-from llm_energy.parallel.checks import check_tp_point, check_visible_gpus
+from llm_energy.parallel.checks import check_visible_gpus
 from llm_energy.parallel.group import TPGroup, cpu_threads_per_rank, local_rank_env, rank_device
 
 if TYPE_CHECKING:
@@ -199,6 +199,7 @@ class TPEngine:
 
     name: ClassVar[str] = "hf"
     separate_decode: ClassVar[bool] = True
+    descriptor: ClassVar[EngineDescriptor] = HFEngine.descriptor
 
     def __init__(
         self,
@@ -210,7 +211,9 @@ class TPEngine:
         timeout_s: float = 1800.0,
         visible_gpus: int | None = None,
     ) -> None:
-        check_tp_point("hf", config.mode, tp_size, arch)
+        from llm_energy.engines import check_tp
+
+        check_tp("hf", config.mode, tp_size, arch)
         if config.device != "cpu":
             if visible_gpus is None:
                 import torch

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llm_energy.engines.base import Batch
+from llm_energy.engines.base import Batch, EngineDescriptor
 from llm_energy.errors import EngineError, OutOfMemory
 
 SIMULATED_CALIBRATION_SPEC = """\
@@ -83,6 +83,12 @@ class SimulatedEngine:
     name: ClassVar[str] = "simulated"
     separate_decode: ClassVar[bool] = True
     Config: ClassVar[type[SimulatedEngineConfig]] = SimulatedEngineConfig
+    descriptor: ClassVar[EngineDescriptor] = EngineDescriptor(
+        modes=("default",),
+        batching="continuous",  # `generate_requests` admits requests as slots free up
+        batch_option="max_batch_size",
+        simulated=True,
+    )
 
     def __init__(self, config: SimulatedEngineConfig, clock: SimClock, gpus: Sequence[PoweredGpu]) -> None:
         self.config = config

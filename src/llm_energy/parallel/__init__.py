@@ -14,6 +14,6 @@ Importing this package does not import torch.
 
 from __future__ import annotations
 
-from llm_energy.parallel.checks import check_tp_point, check_tp_shape, check_visible_gpus
+from llm_energy.parallel.checks import check_tp_shape, check_visible_gpus
 
-__all__ = ["check_tp_point", "check_tp_shape", "check_visible_gpus"]
+__all__ = ["check_tp_shape", "check_visible_gpus"]

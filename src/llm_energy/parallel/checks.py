@@ -11,13 +11,6 @@ from __future__ import annotations
 from llm_energy.architectures.registry import Architecture
 from llm_energy.errors import ConfigError
 
-TP_ENGINES: tuple[str, ...] = ("hf",)
-"""Engines that run tensor-parallel through this package."""
-
-TP_MODES: tuple[str, ...] = ("eager",)
-"""Modes of the `hf` engine that run tensor-parallel: the compiled modes would have to trace
-transformers' TP forward hooks (collectives inside the graph), which we have not validated."""
-
 
 def check_tp_shape(arch: Architecture, tp_size: int) -> None:
     """Check that `arch` can be split over `tp_size` ranks.
@@ -42,29 +35,6 @@ def check_tp_shape(arch: Architecture, tp_size: int) -> None:
                 f"tp_size = {tp_size} does not divide {arch.name}'s {count} {what}: "
                 "each rank must hold a whole share"
             )
-
-
-def check_tp_point(engine: str, mode: str, tp_size: int, arch: Architecture | None) -> None:
-    """Check a point's tensor-parallel settings (engine, mode and model shape).
-
-    Raises:
-        ConfigError: TP on an engine or mode that does not support it, or a size the shape refuses.
-    """
-    if tp_size == 1:
-        return
-    if engine not in TP_ENGINES:
-        raise ConfigError(
-            f"tp_size = {tp_size} needs engine {' or '.join(TP_ENGINES)!r}; "
-            f"engine {engine!r} runs on one device"
-        )
-    if mode not in TP_MODES:
-        raise ConfigError(
-            f"tp_size = {tp_size} runs in mode {' or '.join(TP_MODES)} only, not {mode!r} "
-            "(compiled graphs over transformers' TP hooks are not validated)"
-        )
-    if arch is None:
-        raise ConfigError(f"tp_size = {tp_size} needs a model shape to check")
-    check_tp_shape(arch, tp_size)
 
 
 def check_visible_gpus(tp_size: int, device: str, visible_gpus: int) -> int:

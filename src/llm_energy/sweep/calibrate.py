@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from llm_energy.engines import engine_class, engine_descriptor
 from llm_energy.errors import ConfigError
 from llm_energy.modeling.physical import PhysicalModel
 
@@ -40,8 +41,6 @@ CORE_POINTS: tuple[tuple[int, int, int, str], ...] = (
 FILL_INPUTS = (128, 512, 2048, 8192, 32768, 131072)
 FILL_BATCHES = (1, 4, 16, 64, 256)
 FILL_OUTPUT = 64
-LOAD_S = {"vllm": 100.0}
-"""Engine start-up counted once (vLLM with CUDA graphs: 83 s on an H100, docs/results); 20 s otherwise."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,8 @@ def plan_calibration(
         ConfigError: the budget does not even cover the engine's load and the first point.
     """
     cap = max_num_seqs or 256
-    static = engine != "vllm"
+    # An engine that runs decode on its own is measured in one more window per point.
+    static = engine_class(engine).separate_decode
     candidates = [(b, i, o, why) for b, i, o, why in CORE_POINTS]
     fill = sorted(
         ((b, i, FILL_OUTPUT, "log-spaced fill") for i in FILL_INPUTS for b in FILL_BATCHES),
@@ -88,7 +88,8 @@ def plan_calibration(
     )
     plan: list[PlannedPoint] = []
     seen: set[tuple[int, int, int]] = set()
-    spent = LOAD_S.get(engine, 20.0)
+    load_s = engine_descriptor(engine).load_budget_s  # counted once
+    spent = load_s
     for b_spec, i_spec, o, why in candidates + fill:
         longest = max_input - o
         b = cap if b_spec == -1 else b_spec
@@ -105,7 +106,7 @@ def plan_calibration(
     if len(plan) < 5:
         raise ConfigError(
             f"a budget of {budget_s / 60:.1f} GPU-minutes fits only {len(plan)} calibration point(s) after "
-            f"the engine's load (~{LOAD_S.get(engine, 20.0):.0f} s); the physical model needs ≥ 5: "
+            f"the engine's load (~{load_s:.0f} s); the physical model needs ≥ 5: "
             "raise --gpu-minutes"
         )
     return plan
@@ -113,14 +114,32 @@ def plan_calibration(
 
 def planned_seconds(plan: list[PlannedPoint], engine: str) -> float:
     """Predicted total: the engine's load plus every point."""
-    return LOAD_S.get(engine, 20.0) + sum(p.est_s for p in plan)
+    return engine_descriptor(engine).load_budget_s + sum(p.est_s for p in plan)
+
+
+def concurrency_cap(engine: str, options: dict[str, Any]) -> int | None:
+    """The most sequences a continuous engine runs at once (its batch option: given, else its default).
+
+    None for an engine measured in batches as given (one that runs decode on its own).
+    """
+    option = engine_descriptor(engine).batch_option
+    if option is None or engine_class(engine).separate_decode:
+        return None
+    value = options.get(option) or engine_class(engine).Config.model_fields[option].default
+    return int(value) if value else None
 
 
 def engine_options(engine: str, plan: list[PlannedPoint], options: dict[str, Any]) -> dict[str, Any]:
-    """The engine's options for the plan: vLLM sized for the longest point and the largest batch."""
+    """The engine's options for the plan: sized for the longest point and the largest batch.
+
+    Its context option (vLLM `max_model_len`) holds the longest point, rounded up to 256 tokens, and
+    its batch option (vLLM `max_num_seqs`) the largest batch; options given win.
+    """
     out = dict(options)
-    if engine == "vllm":
+    descriptor = engine_descriptor(engine)
+    if descriptor.context_option:
         longest = max(p.input_len + p.output_len for p in plan)
-        out.setdefault("max_model_len", int(math.ceil(longest / 256) * 256))
-        out.setdefault("max_num_seqs", max(p.batch_size for p in plan))
+        out.setdefault(descriptor.context_option, int(math.ceil(longest / 256) * 256))
+    if descriptor.batch_option and not engine_class(engine).separate_decode:
+        out.setdefault(descriptor.batch_option, max(p.batch_size for p in plan))
     return out

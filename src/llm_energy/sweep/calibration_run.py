@@ -11,7 +11,7 @@ from pydantic import Field
 from llm_energy.errors import ConfigError
 from llm_energy.modeling.flops import GpuSpec, gpu_spec
 from llm_energy.modeling.physical import PhysicalModel
-from llm_energy.sweep.calibrate import PlannedPoint, engine_options, plan_calibration
+from llm_energy.sweep.calibrate import PlannedPoint, concurrency_cap, engine_options, plan_calibration
 from llm_energy.sweep.spec import Point, SweepSpec, make_point
 
 
@@ -95,13 +95,12 @@ def make_plan(
     assert base.physical is not None
     kv = kv_capacity_from_memory(shape, gpu.memory_bytes) if gpu.memory_bytes and shape.weight_bytes else 1e6
     prior = transfer(base.physical, gpu_spec(base.gpu_name), gpu, kv_capacity_tokens=kv)
-    seqs = options.get("max_num_seqs") if engine == "vllm" else None
     plan = plan_calibration(
         prior,
         engine=engine,
         budget_s=gpu_minutes * 60,
         max_input=longest,
-        max_num_seqs=int(seqs) if seqs else (256 if engine == "vllm" else None),
+        max_num_seqs=concurrency_cap(engine, options),
         kv_capacity_tokens=kv,
         window_s=window_s,
     )

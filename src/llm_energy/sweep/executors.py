@@ -88,7 +88,9 @@ def gpus_needed(point: Point, *, cluster_has_gpus: bool = True) -> int:
     None for the simulated engine or a CPU point (and for `auto` on a cluster without GPUs, where it
     runs on the CPU); else the point's tensor-parallel size.
     """
-    if point.engine == "simulated" or point.device == "cpu":
+    from llm_energy.engines import engine_descriptor
+
+    if engine_descriptor(point.engine).simulated or point.device == "cpu":
         return 0
     if point.device == "auto" and not cluster_has_gpus:
         return 0

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from llm_energy.architectures import SUPPORTED_DTYPES, Architecture, check_lengths, load_architecture
-from llm_energy.engines import check_mode
+from llm_energy.engines import check_mode, check_tp, engine_descriptor
 from llm_energy.engines.devices import check_device
 from llm_energy.errors import ConfigError
 
@@ -183,13 +183,11 @@ def make_point(**fields: Any) -> Point:
             f"= {tokens:.3g} tokens in one batch; at most {MAX_BATCH_TOKENS:,} (2**31 - 1)"
         )
     arch: Architecture | None = None
-    if point.engine != "simulated":
+    if not engine_descriptor(point.engine).simulated:  # a simulated engine runs no model
         arch = load_architecture(point.model)
         check_lengths(arch, point.input_len, point.output_len, point.batch_size)
     if point.tp_size > 1:  # engine, mode and heads; the visible GPUs are checked where it runs
-        from llm_energy.parallel.checks import check_tp_point
-
-        check_tp_point(point.engine, mode, point.tp_size, arch)
+        check_tp(point.engine, mode, point.tp_size, arch)
         if point.changes_gpu_settings:
             raise ConfigError(f"tp_size = {point.tp_size} with GPU settings: settings apply to one GPU only")
     return point.model_copy(update={"mode": mode})
@@ -436,7 +434,7 @@ def _check_names_and_lengths(spec: SweepSpec) -> tuple[tuple[Any, ...], str] | N
             _check_engine_options(eng.engine, check_mode(eng.engine, eng.mode), dict(eng.model_extra or {}))
         except ConfigError as exc:
             return ("engines", i), str(exc)
-    if all(eng.engine == "simulated" for eng in spec.engines):
+    if all(engine_descriptor(eng.engine).simulated for eng in spec.engines):
         return None
     for j, model in enumerate(spec.models):
         try:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from llm_energy.engines import engine_descriptor
 from llm_energy.errors import GpuSettingsError, StoreError
 from llm_energy.records import RunResult
 from llm_energy.store import Store
@@ -33,10 +34,6 @@ from llm_energy.sweep.worker import GpuFactory, local_devices, validate_points_g
 
 logger = logging.getLogger(__name__)
 
-COMPILE_S_ESTIMATE = {"cudagraphs": 90.0, "compiled": 60.0}
-"""Rough compile + graph-capture time per point on the H100 (docs/results/foundation-h100.md)."""
-LOAD_S_ESTIMATE = {"vllm": 90.0}
-"""Rough engine start-up per group; 15 s otherwise (an 8B model built on the GPU)."""
 CLAIM_POLL_S = 0.5
 """How often a sweep looks again at a point another live sweep is measuring."""
 
@@ -68,22 +65,25 @@ def environment_id(point: Point) -> str:
     """Return the env_id results of `point` will carry on this machine (for resume decisions)."""
     from llm_energy.env import collect_env
 
-    if point.engine == "simulated":
+    descriptor = engine_descriptor(point.engine)
+    if descriptor.simulated:
         from llm_energy.meters.simulated import SimClock, SimulatedGpu
 
         return str(collect_env([SimulatedGpu(SimClock())])["env_id"])
     gpus, cpus, _ = local_devices(point.device, probe_update_period=False)
-    return str(collect_env(gpus, cpus, engine=point.engine)["env_id"])
+    return str(collect_env(gpus, cpus, packages=descriptor.packages)["env_id"])
 
 
 def estimate_gpu_s(points: Sequence[Point], options: RunOptions, idle_s: float) -> float:
     """A rough wall-time estimate of measuring `points` (for `--dry-run`); says nothing precise."""
     total = 0.0
     for group in group_points(points):
-        first = group[0]
-        total += idle_s + LOAD_S_ESTIMATE.get(first.engine, 15.0)
+        descriptor = engine_descriptor(group[0].engine)  # a group shares its engine
+        total += idle_s + descriptor.load_s
         for p in group:
-            total += COMPILE_S_ESTIMATE.get(p.mode or "", 0.0) + 3 * options.target_window_s * options.repeats
+            total += (
+                descriptor.compile_s.get(p.mode or "", 0.0) + 3 * options.target_window_s * options.repeats
+            )
     return total
 
 
@@ -159,7 +159,7 @@ class _SweepRun:
 
     def env_of(self, point: Point) -> str:
         # The environment depends only on where a point runs: detect devices once per device.
-        key = (point.engine == "simulated", point.device)
+        key = (engine_descriptor(point.engine).simulated, point.device)
         if key not in self.env_ids:
             self.env_ids[key] = environment_id(point)
         return self.env_ids[key]

@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llm_energy.engines import engine_descriptor
 from llm_energy.engines.base import Engine
 from llm_energy.engines.devices import cuda_index, resolve_device
 from llm_energy.errors import ConfigError, GpuSettingsError
@@ -151,7 +152,7 @@ def validate_points_gpu_settings(
         settings = point_gpu_settings(point)
         if settings.changes_nothing:
             continue
-        index = None if point.engine == "simulated" else gpu_index_of(point)
+        index = None if engine_descriptor(point.engine).simulated else gpu_index_of(point)
         if index not in gpus:
             gpus[index] = (
                 new_simulated_gpu(SimClock()) if index is None else (gpu_factory or settable_gpu)(index)
@@ -222,7 +223,7 @@ class GroupWorker:
         """Detect devices, measure idle power, build and load the engine; return the environment."""
         from llm_energy.env import collect_env
 
-        if self.first.engine == "simulated":
+        if engine_descriptor(self.first.engine).simulated:
             self._open_simulated()
         else:
             from llm_energy.architectures import load_architecture
@@ -243,14 +244,11 @@ class GroupWorker:
                 "seed": p.seed,
                 **p.options,
             }
-            if p.tp_size > 1:  # rank 0 of a TP group; its meter measures every GPU of the group
-                from llm_energy.engines.hf_tp import build_tp_engine
-
-                self.engine = build_tp_engine(arch, p.tp_size, **fields)  # checks the visible GPUs
-            else:
-                self.engine = build_engine(p.engine, arch, **fields)
+            # With tp_size > 1, rank 0 of a TP group (checks the visible GPUs); its meter measures every
+            # GPU of the group.
+            self.engine = build_engine(p.engine, arch, tp_size=p.tp_size, **fields)
             gpus, cpus, notes = local_devices(device, cpu_tdp_w=self.cpu_tdp_w, count=p.tp_size)
-            self.env = collect_env(gpus, cpus, notes, engine=p.engine)
+            self.env = collect_env(gpus, cpus, notes, packages=engine_descriptor(p.engine).packages)
             self.meter = EnergyMeter(gpus, cpus, sync=self.engine.synchronize)
         assert self.meter is not None and self.engine is not None
         settings = point_gpu_settings(self.first)
@@ -267,7 +265,8 @@ class GroupWorker:
         return self.env
 
     def _open_simulated(self) -> None:
-        from llm_energy.engines.simulated import SimulatedEngine, SimulatedEngineConfig
+        """Open an engine that runs on simulated devices: a fresh clock and GPU, passed to it."""
+        from llm_energy.engines import engine_class
         from llm_energy.env import collect_env
         from llm_energy.meters.simulated import SimClock
 
@@ -275,7 +274,8 @@ class GroupWorker:
         gpu = new_simulated_gpu(clock)
         self.clock = clock
         self.sleep = clock.advance
-        self.engine = SimulatedEngine(SimulatedEngineConfig(**self.first.options), clock, [gpu])
+        cls = engine_class(self.first.engine)
+        self.engine = cls(cls.Config(**self.first.options), clock, [gpu])
         self.meter = EnergyMeter([gpu], clock=clock)
         self.env = collect_env([gpu])
         self.settable_gpus = [gpu]
@@ -295,7 +295,7 @@ class GroupWorker:
         The simulated GPU's settings die with the process, so its restore file must never be the real
         one (a crashed test would otherwise send the next start's recovery to a real GPU).
         """
-        if self.first.engine != "simulated":
+        if not engine_descriptor(self.first.engine).simulated:
             return None
         if self._restore_dir is None:
             self._restore_dir = tempfile.mkdtemp(prefix="llm-energy-simgpu-")

@@ -44,10 +44,12 @@ def measure_run(
             row), model, engine, mode or option (before anything loads).
     """
     from llm_energy.architectures import load_architecture
+    from llm_energy.engines import engine_descriptor
     from llm_energy.validation.offline import sample_requests
     from llm_energy.workloads import load_trace
 
-    context = None if engine == "simulated" else load_architecture(model).max_context_tokens
+    simulated = engine_descriptor(engine).simulated  # runs no model: no context to keep to
+    context = None if simulated else load_architecture(model).max_context_tokens
     tr, eligible = sample_requests(
         load_trace(trace),
         sample,
@@ -194,24 +196,26 @@ def engine_point(
 ) -> Point:
     """The point that opens an engine for validation runs of up to `batch_size` requests at once.
 
-    The engine's batch knob follows `batch_size` unless `options` set it (vLLM `max_num_seqs` and
-    `max_model_len`, the simulated engine's `max_batch_size`); the HF eager engine skips its per-shape
-    warm-up (`run_validation` warms up once). `make_point` checks model, engine, mode and the longest
-    request before anything loads.
+    The engine's batch option follows `batch_size` and its context option the longest request unless
+    `options` set them (vLLM `max_num_seqs` and `max_model_len`, the simulated engine's
+    `max_batch_size`), and its `request_set_options` for the mode are added (the HF eager engine skips
+    its per-shape warm-up: `run_validation` warms up once); see `EngineDescriptor`. `make_point`
+    checks model, engine, mode and the longest request before anything loads.
 
     Raises:
         ConfigError: bad lengths, model, engine, mode or option.
     """
+    from llm_energy.engines import check_mode, engine_descriptor
     from llm_energy.sweep.spec import make_point
 
+    descriptor = engine_descriptor(engine)
     opts = dict(options)
-    if engine == "simulated":
-        opts.setdefault("max_batch_size", batch_size)  # its continuous mode runs at most this many
-    if engine == "vllm":
-        opts.setdefault("max_num_seqs", batch_size)
-        opts.setdefault("max_model_len", max_model_len)
-    elif engine == "hf" and (mode or "eager") == "eager":
-        opts.setdefault("warmup", False)  # validate warms up once, not before every padded batch
+    if descriptor.batch_option:
+        opts.setdefault(descriptor.batch_option, batch_size)
+    if descriptor.context_option:
+        opts.setdefault(descriptor.context_option, max_model_len)
+    for key, value in descriptor.request_set_options.get(check_mode(engine, mode), {}).items():
+        opts.setdefault(key, value)
     return make_point(
         model=model,
         engine=engine,

@@ -403,15 +403,17 @@ def measure_offline(
         ConfigError: Bad engine, mode, lengths or batch, or continuous batching on an engine without it
             (checked before the model loads).
     """
+    from llm_energy.engines import ENGINES, engine_class
     from llm_energy.validation.engine import run_on_engine
 
     batch = batch_size or max(rs.max_concurrency, 1)
     if batch < 1:
         raise ConfigError(f"--batch-size must be ≥ 1, got {batch}")
-    if batching == "continuous" and engine not in ("vllm", "simulated"):
+    if batching == "continuous" and not hasattr(engine_class(engine), "generate_requests"):
+        schedulers = [name for name, cls in ENGINES.items() if hasattr(cls, "generate_requests")]
         raise ConfigError(
-            f"engine {engine!r} has no continuous batching of mixed-length requests: use --engine vllm "
-            "(or simulated), or --batching static for padded batches"
+            f"engine {engine!r} has no continuous batching of mixed-length requests: use --engine "
+            f"{' or '.join(schedulers)}, or --batching static for padded batches"
         )
     return run_on_engine(
         request_set_trace(rs),

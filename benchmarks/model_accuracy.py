@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llm_energy.meters.gpus import gpu_spec
 from llm_energy.modeling.calibration import CalibrationGrid
 from llm_energy.modeling.fitting import leave_one_out, usable
-from llm_energy.modeling.flops import gpu_spec
 from llm_energy.modeling.parametric import ParametricModel
 from llm_energy.modeling.profile import EnergyProfile, fit_profile, load_profile
 from llm_energy.modeling.transfer import transfer

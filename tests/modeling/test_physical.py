@@ -11,9 +11,9 @@ import pytest
 
 from llm_energy.errors import ConfigError
 from llm_energy.estimate import estimate_chunks, estimate_trace
+from llm_energy.meters.gpus import gpu_spec
 from llm_energy.modeling.continuous import run_continuous
 from llm_energy.modeling.fitting import fit_physical
-from llm_energy.modeling.flops import gpu_spec
 from llm_energy.modeling.physical import (
     Coefficients,
     Coverage,

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from llm_energy.errors import ConfigError
+from llm_energy.meters.gpus import max_sm_clock_mhz as max_sm_clock_mhz  # noqa: PLC0414 - re-exported
 
 
 @dataclass(frozen=True)
@@ -176,26 +177,6 @@ def predict_energy_vs_clock(
 ) -> list[DvfsPrediction]:
     """Return `dvfs_prediction` at each clock (a modelled energy-vs-clock curve, e.g. for a sweep axis)."""
     return [dvfs_prediction(prefill_share, c, max_clock_mhz, params=params) for c in clocks_mhz]
-
-
-MAX_SM_CLOCK_MHZ: dict[str, float] = {"H100": 1980.0, "H200": 1980.0, "A100": 1410.0}
-"""Maximum (boost) SM clock of datasheet GPUs, matched by name substring (H100/H200 SXM: 1980 MHz,
-A100 SXM: 1410 MHz)."""
-
-
-def max_sm_clock_mhz(gpu_name: str) -> float:
-    """Return the maximum SM clock of `gpu_name` from `MAX_SM_CLOCK_MHZ`.
-
-    Raises:
-        ConfigError: a GPU not in the table (give the maximum clock explicitly).
-    """
-    for key, clock_mhz in MAX_SM_CLOCK_MHZ.items():
-        if key.lower() in gpu_name.lower():
-            return clock_mhz
-    raise ConfigError(
-        f"no maximum SM clock known for GPU {gpu_name!r} (known: {', '.join(MAX_SM_CLOCK_MHZ)}); "
-        "give it explicitly (--max-clock-mhz)"
-    )
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Energy meters: one `EnergyMeter` over injected GPU and CPU devices, plus device discovery.
 
-Backends, one file each: `zeus` (NVIDIA/AMD GPUs through Zeus's device layer), `rapl` (CPU package
-and DRAM counters), `tdp` (CPU estimate, labelled `estimated`), `simulated` (test devices).
+Backends, one file each, registered by name in `METERS` (`registry.py`): `zeus` (NVIDIA/AMD GPUs
+through Zeus's device layer), `rapl` (CPU package and DRAM counters), `tdp` (CPU estimate, labelled
+`estimated`, the fallback), `simulated` (test devices, never detected). `detect_gpus` and
+`detect_cpus` ask the backends of their kind in order; `register_meter` adds one.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llm_energy.errors import CounterUnavailable, MeterError
+from llm_energy.meters import rapl, simulated, tdp, zeus
 from llm_energy.meters.base import (
     Clock,
     CpuDevice,
@@ -21,10 +23,14 @@ from llm_energy.meters.base import (
     measure_update_period_s,
 )
 from llm_energy.meters.rapl import POWERCAP_ROOT, RaplCpu
+from llm_energy.meters.registry import METERS, MeterBackend, detect_devices_of, register_meter
 from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu, SimulatedRapl
 from llm_energy.meters.tdp import TdpCpu
 
 logger = logging.getLogger(__name__)
+
+for _backend in (zeus.BACKEND, rapl.BACKEND, tdp.BACKEND, simulated.BACKEND):
+    register_meter(_backend, replace=True)  # the built-ins; a re-import registers the same again
 
 
 @dataclass
@@ -37,40 +43,21 @@ class Devices:
 
 
 def detect_gpus(*, probe_update_period: bool = True) -> tuple[list[GpuDevice], list[str]]:
-    """Return the GPUs visible through Zeus (empty without a GPU) and notes on what happened."""
-    from llm_energy.meters.zeus import ZeusGpu, zeus_gpu_count
+    """Return the GPUs the first GPU backend that sees any reads (empty without a GPU), and notes.
 
-    notes: list[str] = []
-    try:
-        count = zeus_gpu_count()
-    except MeterError as exc:
-        return [], [f"GPU management library failed: {exc}"]
-    if count == 0:
-        return [], ["no GPU visible to NVML/AMDSMI"]
-    gpus: list[GpuDevice] = []
-    for i in range(count):
-        gpu = ZeusGpu(i)
-        if probe_update_period:
-            try:
-                period_s = measure_update_period_s(gpu, max_wait_s=1.0)
-            except CounterUnavailable:
-                period_s = None
-                notes.append(f"gpu:{i} has no energy counter: power will be sampled")
-            if period_s is not None:
-                gpu.update_period_s = period_s
-        gpus.append(gpu)
-    return gpus, notes
+    Built in: Zeus (NVIDIA and AMD); registered backends are tried in their priority order.
+    """
+    return detect_devices_of("gpu", probe_update_period=probe_update_period)
 
 
 def detect_cpus(
     *, rapl_root: Path | str = POWERCAP_ROOT, tdp_w: float | None = None
 ) -> tuple[list[CpuDevice], list[str]]:
-    """Return RAPL counters when readable, else a TDP x utilisation estimate (labelled estimated)."""
-    try:
-        return [RaplCpu(rapl_root)], []
-    except CounterUnavailable as exc:
-        cpu = TdpCpu(tdp_w)
-        return [cpu], [f"{exc}: CPU energy is ESTIMATED as TDP ({cpu.tdp_w:.0f} W) x utilisation"]
+    """Return RAPL counters when readable, else a TDP x utilisation estimate (labelled estimated).
+
+    Registered CPU backends are tried in their priority order before the TDP fallback.
+    """
+    return detect_devices_of("cpu", rapl_root=rapl_root, tdp_w=tdp_w)
 
 
 def detect_devices(
@@ -87,11 +74,13 @@ def detect_devices(
 
 
 __all__ = [
+    "METERS",
     "Clock",
     "CpuDevice",
     "Devices",
     "EnergyMeter",
     "GpuDevice",
+    "MeterBackend",
     "PowerSampler",
     "PowerTrace",
     "RaplCpu",
@@ -104,4 +93,5 @@ __all__ = [
     "detect_devices",
     "detect_gpus",
     "measure_update_period_s",
+    "register_meter",
 ]

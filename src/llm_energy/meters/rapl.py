@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from llm_energy.errors import CounterUnavailable, MeterError
+from llm_energy.meters.registry import MeterBackend
 from llm_energy.records import Source
 
 logger = logging.getLogger(__name__)
@@ -84,3 +86,15 @@ def _read_text(path: Path) -> str:
         return path.read_text().strip()
     except OSError:
         return ""
+
+
+def detect_rapl(*, rapl_root: Path | str = POWERCAP_ROOT, **_options: Any) -> tuple[list[RaplCpu], list[str]]:
+    """Return the RAPL counters under `rapl_root`, or none and why."""
+    try:
+        return [RaplCpu(rapl_root)], []
+    except CounterUnavailable as exc:
+        return [], [str(exc)]
+
+
+BACKEND = MeterBackend("rapl", "cpu", detect_rapl)
+"""CPU package and DRAM energy counters (`/sys/class/powercap`)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llm_energy.errors import CounterUnavailable, GpuSettingsError, MeterError
+from llm_energy.meters.registry import MeterBackend
 from llm_energy.units import j_to_mj, w_to_mw
 
 Fault = Literal["unavailable", "reset", "lost"]
@@ -373,3 +374,12 @@ class SimulatedRapl:
         path = self.zones[domain] / "energy_uj"
         value = int(path.read_text()) + round(energy_j * 1e6)
         path.write_text(f"{value % self.max_energy_range_uj}\n")
+
+
+def detect_simulated_gpu(**_options: Any) -> tuple[list[SimulatedGpu], list[str]]:
+    """Return one simulated GPU on its own clock, idle at 70 W (never tried by detection)."""
+    return [SimulatedGpu(SimClock(), PowerTrace.constant(70.0))], ["gpu:0 is simulated"]
+
+
+BACKEND = MeterBackend("simulated", "gpu", detect_simulated_gpu, auto=False)
+"""Simulated devices: made by hand (tests, the simulated engine), never detected."""

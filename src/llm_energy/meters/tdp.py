@@ -14,8 +14,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from llm_energy.errors import ConfigError
+from llm_energy.meters.registry import MeterBackend
 from llm_energy.records import Source
 
 DEFAULT_TDP_W = 85.0
@@ -102,3 +104,13 @@ class TdpCpu:
     def uncertainty_j(self, energy_j: float, duration_s: float) -> float:
         """Return +/-50% of the estimate, at least 1 J."""
         return max(RELATIVE_UNCERTAINTY * energy_j, 1.0)
+
+
+def detect_tdp(*, tdp_w: float | None = None, **_options: Any) -> tuple[list[TdpCpu], list[str]]:
+    """Return the TDP x utilisation estimate of the CPU (always available), labelled as such."""
+    cpu = TdpCpu(tdp_w)
+    return [cpu], [f"CPU energy is ESTIMATED as TDP ({cpu.tdp_w:.0f} W) x utilisation"]
+
+
+BACKEND = MeterBackend("tdp", "cpu", detect_tdp, fallback=True)
+"""The CPU estimate where no counter is readable (a fallback: tried after every measuring backend)."""

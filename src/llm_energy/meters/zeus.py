@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from llm_energy.errors import CounterUnavailable, MeterError
+from llm_energy.meters.registry import MeterBackend
 from llm_energy.units import mw_to_w
 
 logger = logging.getLogger(__name__)
@@ -146,3 +147,37 @@ def _nvml_extras(gpus: Any, index: int) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - facts for the record only; a missing one is not fatal
         logger.info("gpu:%d NVML extras unavailable: %s", index, exc)
         return {}
+
+
+def detect_zeus_gpus(*, probe_update_period: bool = True, **_options: Any) -> tuple[list[ZeusGpu], list[str]]:
+    """Return the GPUs visible through Zeus (empty without a GPU) and notes on what happened.
+
+    With `probe_update_period`, each GPU's counter update period is measured (up to 1 s per GPU);
+    a GPU without an energy counter is kept, noted, and metered by power sampling.
+    """
+    from llm_energy.meters.base import measure_update_period_s
+
+    notes: list[str] = []
+    try:
+        count = zeus_gpu_count()
+    except MeterError as exc:
+        return [], [f"GPU management library failed: {exc}"]
+    if count == 0:
+        return [], ["no GPU visible to NVML/AMDSMI"]
+    gpus: list[ZeusGpu] = []
+    for i in range(count):
+        gpu = ZeusGpu(i)
+        if probe_update_period:
+            try:
+                period_s = measure_update_period_s(gpu, max_wait_s=1.0)
+            except CounterUnavailable:
+                period_s = None
+                notes.append(f"gpu:{i} has no energy counter: power will be sampled")
+            if period_s is not None:
+                gpu.update_period_s = period_s
+        gpus.append(gpu)
+    return gpus, notes
+
+
+BACKEND = MeterBackend("zeus", "gpu", detect_zeus_gpus)
+"""NVIDIA and AMD GPUs through Zeus's device layer (NVML / AMDSMI energy counters)."""

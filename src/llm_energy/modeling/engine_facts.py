@@ -81,8 +81,8 @@ def engine_limits(
 ) -> EngineLimits:
     """Read (or derive, and say so) the limits of the engine that produced `frame`'s runs."""
     from llm_energy.errors import ConfigError
+    from llm_energy.meters.gpus import gpu_spec
     from llm_energy.modeling.fitting import kv_capacity_from_memory
-    from llm_energy.modeling.flops import gpu_spec
 
     ok = frame[frame["status"] == "ok"] if "status" in frame else frame
     facts = _facts(ok)

@@ -6,54 +6,18 @@ variant divides the peak by an assumed utilisation (e.g. 0.5). Both ignore memor
 launch overhead and idle time, which is why they underestimate (docs/results/model-validation-h100.md).
 
 `roofline_s` is the physics floor per phase: max(FLOPs / peak, bytes moved / memory bandwidth), so a
-measured point can say how far it is from the limit.
+measured point can say how far it is from the limit. The GPUs' published peaks are `meters.gpus`'s.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from llm_energy.architectures import Architecture, kv_cache_bytes, matmul_param_count, weight_bytes
 from llm_energy.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class GpuSpec:
-    """Published peak figures of a GPU (dense bf16 tensor-core FLOP/s, HBM bandwidth, board power)."""
-
-    name: str
-    peak_bf16_flops: float
-    memory_bandwidth_bps: float
-    tdp_w: float
-    memory_bytes: float = 0.0
-    """Device memory as NVML reports it (0 when unknown)."""
-
-
-GPU_SPECS: dict[str, GpuSpec] = {
-    "NVIDIA H100 80GB HBM3": GpuSpec("NVIDIA H100 80GB HBM3", 989e12, 3.35e12, 700.0, 85_520_809_984),
-    "NVIDIA H200": GpuSpec("NVIDIA H200", 989e12, 4.8e12, 700.0, 150_754_820_096),
-    "NVIDIA A100-SXM4-80GB": GpuSpec("NVIDIA A100-SXM4-80GB", 312e12, 2.039e12, 400.0, 85_899_345_920),
-    "NVIDIA RTX A6000": GpuSpec("NVIDIA RTX A6000", 154.8e12, 0.768e12, 300.0, 51_527_024_640),
-}
-"""Datasheet values (dense, no sparsity). Measured ceilings are lower: 798 TFLOP/s bf16 GEMM and
-~3.0 TB/s copy on the lent H100 (docs/results/foundation-h100.md)."""
-
-
-def gpu_spec(name: str) -> GpuSpec:
-    """Return the spec of GPU `name` (exact, or the first known name it starts with).
-
-    Raises:
-        ConfigError: unknown GPU; the message lists the known ones.
-    """
-    if name in GPU_SPECS:
-        return GPU_SPECS[name]
-    for known, spec in GPU_SPECS.items():
-        if name.startswith(known) or known.startswith(name):
-            return spec
-    raise ConfigError(f"no published peaks for GPU {name!r}; known: {', '.join(GPU_SPECS)}")
+from llm_energy.meters.gpus import GpuSpec
 
 
 def _attention_coef(arch: Architecture) -> float:
@@ -127,3 +91,6 @@ def roofline_s(
         step_flops = batch_size * float(decode_f[0]) / steps
         decode_s = steps * max(step_flops / gpu.peak_bf16_flops, step_bytes / gpu.memory_bandwidth_bps)
     return prefill_s, decode_s
+
+
+__all__ = ["FlopsModel", "request_flops", "roofline_s"]

@@ -215,7 +215,8 @@ class FlopsEnergy:
 
     def __init__(self, profile: EnergyProfile, utilisation: float = 1.0) -> None:
         from llm_energy.architectures import load_architecture
-        from llm_energy.modeling.flops import FlopsModel, gpu_spec
+        from llm_energy.meters.gpus import gpu_spec
+        from llm_energy.modeling.flops import FlopsModel
 
         self.model = FlopsModel(
             load_architecture(profile.model), gpu_spec(profile.gpu_name), utilisation=utilisation

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from llm_energy.errors import ConfigError
-from llm_energy.modeling.flops import GpuSpec, gpu_spec
+from llm_energy.meters.gpus import GpuSpec, gpu_spec
 from llm_energy.modeling.physical import Coefficients, PhysicalModel
 
 if TYPE_CHECKING:

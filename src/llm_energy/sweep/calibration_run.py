@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from llm_energy.errors import ConfigError
-from llm_energy.modeling.flops import GpuSpec, gpu_spec
+from llm_energy.meters.gpus import GpuSpec, gpu_spec
 from llm_energy.modeling.physical import PhysicalModel
 from llm_energy.sweep.calibrate import PlannedPoint, concurrency_cap, engine_options, plan_calibration
 from llm_energy.sweep.spec import Point, SweepSpec, make_point

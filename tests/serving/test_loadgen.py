@@ -32,6 +32,7 @@ from llm_energy.serving import (
     tpot_s,
     ttft_s,
 )
+from llm_energy.serving.servers.registry import server_backend
 from llm_energy.workloads import Trace
 from llm_energy.workloads.slo import parse_slo
 
@@ -255,7 +256,7 @@ def usage(prompt: int, completion: int) -> str:
 
 
 def send(client: httpx.AsyncClient, clock: ManualClock, n: int = 4) -> RequestRecord:
-    body = request_body(list(range(5)), n, "vllm")
+    body = request_body(list(range(5)), n, length_fields=server_backend("vllm").length_fields(n))
     return run(
         stream_request(
             client, "http://x/v1/completions", body, index=0, scheduled_s=0.0, clock=clock, timeout_s=5
@@ -303,20 +304,24 @@ def test_broken_streams_become_failed_records(lines, status, failure):
     assert record.done_s >= record.sent_s
 
 
+def _body(prompt: list[int], n: int, kind: str, **kw: object) -> dict[str, object]:
+    return request_body(prompt, n, length_fields=server_backend(kind).length_fields(n), **kw)  # type: ignore[arg-type]
+
+
 def test_request_bodies_force_output_length_per_server_kind():
     prompt = [11, 12, 13]
-    vllm = request_body(prompt, 9, "vllm", model="m")
+    vllm = _body(prompt, 9, "vllm", model="m")
     assert vllm["min_tokens"] == vllm["max_tokens"] == 9 and vllm["ignore_eos"] is True
     assert (
         vllm["stream"] is True and vllm["stream_options"] == {"include_usage": True} and vllm["model"] == "m"
     )
-    tf = request_body(prompt, 9, "transformers")
+    tf = _body(prompt, 9, "transformers")
     assert "min_tokens" not in tf and "ignore_eos" not in tf
     assert tf["generation_config"] == '{"eos_token_id": -1}'
-    oa = request_body(prompt, 9, "openai", extra_body={"temperature": 0})
+    oa = _body(prompt, 9, "openai", extra_body={"temperature": 0})
     assert set(oa) == {"prompt", "max_tokens", "stream", "stream_options", "temperature"}
     with pytest.raises(ConfigError, match="server kind"):
-        request_body(prompt, 9, "tgi")
+        server_backend("tgi")
 
 
 def test_prompts_have_exact_length_and_are_reproducible():

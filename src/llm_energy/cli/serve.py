@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -17,9 +17,6 @@ from rich.table import Table
 
 from llm_energy.cli.app import JsonOption, _guard, app, console, err_console, esc
 from llm_energy.errors import ConfigError
-
-if TYPE_CHECKING:
-    from llm_energy.serving import ServerKind
 
 
 @app.command()
@@ -120,7 +117,7 @@ def replay(
                     reqs,
                     gpus=gpus,
                     config=_run_config(url, server, model, device, trace, time_scale, window, rate, closed)
-                    | {"vllm_mode": vllm_mode if server == "vllm" else None},
+                    | {"vllm_mode": vllm_mode if _takes(server, "mode") else None},
                     mode="closed" if closed else "open",
                     concurrency=closed,
                     slo_s=slo_s,
@@ -261,24 +258,34 @@ def _servers(
 
     from llm_energy.serving.balancer import POLICIES
     from llm_energy.serving.request import check_reachable
-    from llm_energy.serving.servers import ExternalServer, ServerGroup, launch_servers
+    from llm_energy.serving.servers import (
+        SERVERS,
+        ExternalServer,
+        LaunchSettings,
+        ServerGroup,
+        launch_servers,
+    )
 
     if policy not in POLICIES:
         raise ConfigError(f"unknown --policy {policy!r}; expected one of {', '.join(POLICIES)}")
     if bool(url) == (server is not None):
-        raise ConfigError("give either --url (a running server) or --server transformers|vllm")
-    if max_model_len is not None and server != "vllm":
-        raise ConfigError("--max-model-len applies to --server vllm only")
+        raise ConfigError(
+            f"give either --url (a running server) or --server {'|'.join(SERVERS.launchable())}"
+        )
+    if max_model_len is not None and not _takes(server, "max_model_len"):
+        takers = [name for name in SERVERS.launchable() if _takes(name, "max_model_len")]
+        raise ConfigError(f"--max-model-len applies to --server {' or '.join(takers)} only")
     if server is not None:
         if model is None:
             raise ConfigError("--server needs --model (a bundled architecture, e.g. llama-3.1-8b)")
         notes: list[str] = []
-        if server == "vllm":
+        if server in SERVERS:  # sized for the replay (vLLM: --max-model-len holds its longest request)
             from llm_energy.architectures import load_architecture
-            from llm_energy.serving.servers.vllm import max_model_len_for
 
-            max_model_len, note = max_model_len_for(reqs, load_architecture(model), max_model_len)
-            notes.append(note)
+            sized, notes = SERVERS[server].sized_for(
+                LaunchSettings(max_model_len=max_model_len), reqs, load_architecture(model)
+            )
+            max_model_len = sized.max_model_len
         launched = launch_servers(
             server,
             model,
@@ -292,11 +299,18 @@ def _servers(
             usage_stats=usage_stats,
         )
         return ServerGroup(launched), notes
-    if server_kind not in ("vllm", "transformers", "openai"):
-        raise ConfigError(f"unknown server kind {server_kind!r}; valid: vllm, transformers, openai")
+    if server_kind not in SERVERS:
+        raise ConfigError(f"unknown server kind {server_kind!r}; valid: {', '.join(SERVERS)}")
     for u in url or []:
         asyncio.run(check_reachable(u))
-    return nullcontext([ExternalServer(u, cast("ServerKind", server_kind)) for u in url or []]), []
+    return nullcontext([ExternalServer(u, server_kind) for u in url or []]), []
+
+
+def _takes(server: str | None, setting: str) -> bool:
+    """Whether launchable server `server` reads `LaunchSettings` field `setting`."""
+    from llm_energy.serving.servers import SERVERS
+
+    return server is not None and server in SERVERS and setting in SERVERS[server].settings
 
 
 def _schedule(

@@ -3,7 +3,8 @@
 `run_load` drives an OpenAI-compatible server (vLLM, transformers serve, any OpenAI-style endpoint)
 in open or closed loop and returns one `RequestRecord` per request sent, failures included;
 `summarise`, `steady_state_window`, `serving_energy` and `attribute_energy` are pure functions over
-those records. `servers` launches transformers serve / vLLM (or wraps a URL), `balancer` spreads
+those records. `servers` launches transformers serve / vLLM (or wraps a URL; each server kind is a
+`ServerBackend` in `SERVERS`), `balancer` spreads
 requests over replicas, `lag` detects frontend lag, and `replay_servers` runs one measured session.
 `StubServer` is a local streaming stub for tests, demos and benchmarks. Importing this
 package imports httpx but nothing heavy.
@@ -41,7 +42,6 @@ from llm_energy.serving.metrics import (
 )
 from llm_energy.serving.records import FAILURES, Failure, LatencySummary, RequestRecord
 from llm_energy.serving.request import (
-    SERVER_KINDS,
     ServerKind,
     check_reachable,
     completions_url,
@@ -50,6 +50,7 @@ from llm_energy.serving.request import (
     request_body,
     stream_request,
 )
+from llm_energy.serving.servers.registry import SERVERS, ServerBackend, register_server
 from llm_energy.serving.session import ServingRun, replay_servers
 from llm_energy.workloads.slo import SLO_METRICS, parse_slo  # the SLO is the workload's (workloads.slo)
 
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FAILURES",
     "POLICIES",
-    "SERVER_KINDS",
+    "SERVERS",
     "SLO_METRICS",
     "Balancer",
     "EnergyAttribution",
@@ -70,6 +71,7 @@ __all__ = [
     "MonitorSample",
     "Policy",
     "RequestRecord",
+    "ServerBackend",
     "ServerKind",
     "ServerMonitor",
     "ServingEnergy",
@@ -92,6 +94,7 @@ __all__ = [
     "prompt_text",
     "prompt_token_ids",
     "replay_servers",
+    "register_server",
     "request_body",
     "run_load",
     "schedule_at_rate",

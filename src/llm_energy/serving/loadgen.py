@@ -52,6 +52,7 @@ from llm_energy.serving.request import (
     request_body,
     stream_request,
 )
+from llm_energy.serving.servers.registry import server_backend
 from llm_energy.workloads.arrivals import gamma_arrivals, poisson_arrivals
 from llm_energy.workloads.traces import Trace
 
@@ -192,7 +193,7 @@ async def run_load(
             Share it with the `EnergyMeter` to put meter windows on the same axis.
         timeout_s: Bound on each request, stream included, in seconds.
         max_duration_s: No request is sent after this many seconds from the start; None: no bound.
-        server_kind: How the output length is forced (see `request.request_body`).
+        server_kind: How the output length is forced: a kind of `servers.registry.SERVERS`.
         client: HTTP client; by default one without connection limits that ignores proxy
             environment variables (a proxy would distort latencies). Pass your own to use a proxy;
             its connection limits then also cap the requests in flight.
@@ -219,6 +220,7 @@ async def run_load(
         ConfigError: On invalid arguments, or when nothing answers at `url` (before measuring).
     """
     _check_run(requests, mode, concurrency, timeout_s, max_duration_s)
+    backend = server_backend(server_kind)  # an unknown kind fails before anything is sent
     urls = [url] if isinstance(url, str) else list(url)
     if not urls:
         raise ConfigError("no server URL given")
@@ -255,7 +257,13 @@ async def run_load(
                 if words is not None
                 else prompt_token_ids(req.input_tokens, rng, token_id_range)
             )
-            body = request_body(prompt, req.output_tokens, server_kind, model=model, extra_body=extra_body)
+            body = request_body(
+                prompt,
+                req.output_tokens,
+                length_fields=backend.length_fields(req.output_tokens),
+                model=model,
+                extra_body=extra_body,
+            )
             replica = lb.acquire()
             progressed(1, 0)
             try:

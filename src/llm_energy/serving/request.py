@@ -24,7 +24,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any
 
 import httpx
 import numpy as np
@@ -33,7 +33,6 @@ from llm_energy.errors import ConfigError
 from llm_energy.serving.records import Failure, RequestRecord
 
 __all__ = [
-    "SERVER_KINDS",
     "ServerKind",
     "check_reachable",
     "completions_url",
@@ -45,10 +44,9 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-ServerKind = Literal["vllm", "transformers", "openai"]
-"""How a server lets the client force the output length (see `request_body`)."""
-
-SERVER_KINDS: tuple[ServerKind, ...] = get_args(ServerKind)
+ServerKind = str
+"""A server kind registered in `servers.registry.SERVERS` (`vllm`, `transformers`, `openai`, ...):
+how a server lets the client force the output length."""
 
 Clock = Callable[[], float]
 
@@ -118,30 +116,24 @@ def prompt_text(input_tokens: int, rng: np.random.Generator, words: tuple[str, .
 def request_body(
     prompt: list[int] | str,
     output_tokens: int,
-    server_kind: ServerKind,
     *,
+    length_fields: Mapping[str, Any] | None = None,
     model: str | None = None,
     extra_body: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the JSON body of a streaming completion of exactly `output_tokens` tokens.
 
-    Every kind gets `max_tokens` and `stream_options.include_usage`. On top:
-
-    - `vllm`: `min_tokens = max_tokens` and `ignore_eos`, so the length is exact;
-    - `transformers`: `generation_config = '{"eos_token_id": -1}'` (a JSON string, as transformers
-      serve expects it): no token is an EOS, so generation runs to `max_tokens`. It rejects
-      `min_tokens` and `ignore_eos` with 422;
-    - `openai`: nothing more: the server may stop early at EOS (records show the length received).
-
-    `extra_body` entries are added last and override the above.
+    Every body gets `max_tokens` and `stream_options.include_usage`; `length_fields` are what the
+    server kind adds to force the length (`ServerBackend.length_fields`: vLLM `min_tokens` and
+    `ignore_eos`, transformers serve an EOS-less generation config, a plain OpenAI endpoint nothing,
+    so it may stop early at EOS and the records show the length received). `extra_body` entries are
+    added last and override the above.
 
     Raises:
-        ConfigError: If output_tokens < 1 or the server kind is unknown.
+        ConfigError: If output_tokens < 1.
     """
     if output_tokens < 1:
         raise ConfigError(f"output_tokens must be ≥ 1, got {output_tokens}")
-    if server_kind not in SERVER_KINDS:
-        raise ConfigError(f"unknown server kind {server_kind!r}; expected one of {', '.join(SERVER_KINDS)}")
     body: dict[str, Any] = {
         "prompt": prompt,
         "max_tokens": output_tokens,
@@ -150,11 +142,7 @@ def request_body(
     }
     if model is not None:
         body["model"] = model
-    if server_kind == "vllm":
-        body["min_tokens"] = output_tokens
-        body["ignore_eos"] = True
-    elif server_kind == "transformers":
-        body["generation_config"] = json.dumps({"eos_token_id": -1})
+    body.update(length_fields or {})
     body.update(extra_body or {})
     return body
 

@@ -3,9 +3,11 @@
 Every server offers the small `Server` protocol: a base `url`, the `server_kind` that decides how
 requests force their output length, how prompts are made (`prompt_words` for text-only servers,
 else token ids in `token_id_range`), the frontend's `pid` (None when not ours) and `exit_reason`.
-Launched servers (`ServerProcess`: `transformers`, `vllm`, `stub`) are started and always stopped by
-`ServerGroup`, one replica per GPU through `CUDA_VISIBLE_DEVICES`; `ExternalServer` wraps a URL
-that someone else runs (`--url`).
+Server kinds are registered by name in `SERVERS` (`registry.py`): each backend class owns the
+request-body fields that force the length and, when launchable, its launch command (`vllm.py`,
+`transformers.py`, one file each). Launched servers (`ServerProcess`: `transformers`, `vllm`, `stub`)
+are started and always stopped by `ServerGroup`, one replica per GPU through `CUDA_VISIBLE_DEVICES`;
+`ExternalServer` wraps a URL that someone else runs (`--url`).
 """
 
 from __future__ import annotations
@@ -15,29 +17,37 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from llm_energy.errors import ConfigError
 from llm_energy.serving.request import TOKEN_ID_RANGE, ServerKind, completions_url
 from llm_energy.serving.servers.process import LaunchSpec, ServerProcess, free_port, log_tail, stop_on_signals
+from llm_energy.serving.servers.registry import (
+    SERVERS,
+    LaunchSettings,
+    ServerBackend,
+    register_server,
+    server_backend,
+)
 
 __all__ = [
-    "LAUNCHERS",
+    "SERVERS",
     "ExternalServer",
+    "LaunchSettings",
     "LaunchSpec",
     "Server",
+    "ServerBackend",
     "ServerGroup",
     "ServerProcess",
     "free_port",
     "launch_servers",
     "log_tail",
+    "register_server",
+    "server_backend",
     "stop_on_signals",
 ]
 
 _log = logging.getLogger(__name__)
-
-LAUNCHERS: tuple[str, ...] = ("transformers", "vllm")
-"""Servers `--server` can launch."""
 
 
 @runtime_checkable
@@ -69,7 +79,7 @@ class ExternalServer:
 
     Args:
         url: Base URL (checked: http(s) with a host).
-        server_kind: How lengths are forced (`vllm`, `transformers`, `openai`).
+        server_kind: How lengths are forced: a kind of `SERVERS` (`vllm`, `transformers`, `openai`).
         token_id_range: Token ids prompts are drawn from.
         pid: The frontend's pid, if it runs here and CPU sampling is wanted.
     """
@@ -82,6 +92,7 @@ class ExternalServer:
         pid: int | None = None,
     ) -> None:
         completions_url(url)  # raises ConfigError on a malformed URL
+        server_backend(server_kind)  # and on an unknown server kind
         self.name = "external"
         self._url = url
         self.server_kind: ServerKind = server_kind
@@ -163,10 +174,11 @@ def launch_servers(
 ) -> list[ServerProcess]:
     """Return (not started) `replicas` servers of `kind` for bundled architecture `model`.
 
-    Replica i sees only GPU i (`CUDA_VISIBLE_DEVICES=i`) when `device` is `cuda`.
+    Replica i sees only GPU i (`CUDA_VISIBLE_DEVICES=i`) when `device` is `cuda`. The settings go to
+    the backend (`ServerBackend.launch`), which reads those it has (see `LaunchSettings`).
 
     Args:
-        kind: `transformers` or `vllm`.
+        kind: A launchable server of the registry (`transformers`, `vllm`, ...).
         model: Bundled architecture name or config path.
         replicas: Number of servers (one per GPU).
         device: `cuda` or `cpu`.
@@ -183,34 +195,32 @@ def launch_servers(
         ConfigError: Unknown kind or model, replicas < 1, or a bad device; before anything starts.
     """
     from llm_energy.architectures import load_architecture
-    from llm_energy.serving.servers.transformers import TransformersServerConfig, transformers_server
-    from llm_energy.serving.servers.vllm import VllmServerConfig, vllm_server
 
-    if kind not in LAUNCHERS:
-        raise ConfigError(f"unknown server {kind!r}; expected one of {', '.join(LAUNCHERS)}")
+    launchers = SERVERS.launchable()
+    if kind not in launchers:
+        raise ConfigError(f"unknown server {kind!r}; expected one of {', '.join(launchers)}")
     if isinstance(replicas, bool) or replicas < 1:
         raise ConfigError(f"replicas must be an integer ≥ 1, got {replicas!r}")
     if device not in ("cuda", "cpu"):
         raise ConfigError(f"server device must be cuda or cpu, got {device!r}")
     arch = load_architecture(model)
-    servers: list[ServerProcess] = []
-    for i in range(replicas):
-        env = {"CUDA_VISIBLE_DEVICES": str(i)} if device == "cuda" else {}
-        log = None if log_dir is None else log_dir / f"{kind}-{i}.log"
-        timeout: dict[str, Any] = (
-            {} if startup_timeout_s is None else {"startup_timeout_s": startup_timeout_s}
+    settings = LaunchSettings(
+        device=device,
+        mode=mode,
+        max_num_seqs=max_num_seqs,
+        max_model_len=max_model_len,
+        usage_stats=usage_stats,
+        cache_root=cache_root,
+        transformers_cb=transformers_cb,
+    )
+    backend = SERVERS[kind]
+    return [
+        backend.launch(
+            arch,
+            settings,
+            env={"CUDA_VISIBLE_DEVICES": str(i)} if device == "cuda" else {},
+            log_path=None if log_dir is None else log_dir / f"{kind}-{i}.log",
+            startup_timeout_s=startup_timeout_s,
         )
-        if kind == "vllm":
-            config = VllmServerConfig(
-                mode, max_num_seqs=max_num_seqs, max_model_len=max_model_len, usage_stats=usage_stats
-            )
-            servers.append(vllm_server(arch, config, env=env, log_path=log, **timeout))
-        else:
-            block, blocks, batch_tokens = transformers_cb
-            tconfig = TransformersServerConfig(
-                device, block_size=block, num_blocks=blocks, max_batch_tokens=batch_tokens
-            )
-            servers.append(
-                transformers_server(arch, tconfig, env=env, log_path=log, cache_root=cache_root, **timeout)
-            )
-    return servers
+        for i in range(replicas)
+    ]

@@ -28,15 +28,18 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from llm_energy.architectures import Architecture
 from llm_energy.errors import ConfigError
 from llm_energy.serving.servers.process import LaunchSpec, ServerProcess
+from llm_energy.serving.servers.registry import LaunchSettings, ServerBackend
 
 __all__ = [
     "PROMPT_WORDS_FILE",
+    "TransformersServer",
     "TransformersServerConfig",
     "checkpoint_dir",
     "read_prompt_words",
@@ -276,3 +279,47 @@ def transformers_server(
         env=env,
         log_path=log_path,
     )
+
+
+class TransformersServer(ServerBackend):
+    """`transformers serve`: no EOS (`generation_config = {"eos_token_id": -1}`), so lengths are exact.
+
+    It rejects `min_tokens` and `ignore_eos` with 422, so the EOS is disabled in the generation config
+    (a JSON string, as transformers serve expects it) instead.
+    """
+
+    name: ClassVar[str] = "transformers"
+    launchable: ClassVar[bool] = True
+    settings: ClassVar[frozenset[str]] = frozenset({"device", "cache_root", "transformers_cb"})
+
+    @classmethod
+    def length_fields(cls, output_tokens: int) -> dict[str, Any]:
+        """`generation_config = '{"eos_token_id": -1}'`: no token ends the generation early."""
+        del output_tokens
+        return {"generation_config": json.dumps({"eos_token_id": -1})}
+
+    @classmethod
+    def launch(
+        cls,
+        arch: Architecture,
+        settings: LaunchSettings,
+        *,
+        env: Mapping[str, str],
+        log_path: Path | None,
+        startup_timeout_s: float | None,
+    ) -> ServerProcess:
+        """One replica of `transformers serve` on a checkpoint of `arch` (see `transformers_server`).
+
+        Raises:
+            ConfigError: The serving dependencies are missing, or the architecture cannot be served.
+        """
+        block, blocks, batch_tokens = settings.transformers_cb
+        config = TransformersServerConfig(
+            settings.device, block_size=block, num_blocks=blocks, max_batch_tokens=batch_tokens
+        )
+        timeout: dict[str, Any] = (
+            {} if startup_timeout_s is None else {"startup_timeout_s": startup_timeout_s}
+        )
+        return transformers_server(
+            arch, config, env=env, log_path=log_path, cache_root=settings.cache_root, **timeout
+        )

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 from llm_energy.architectures import Architecture
 from llm_energy.errors import ConfigError
 from llm_energy.records import Request
 from llm_energy.serving.servers.process import LaunchSpec, ServerProcess
+from llm_energy.serving.servers.registry import LaunchSettings, ServerBackend
 
 __all__ = [
     "MIN_MAX_MODEL_LEN",
@@ -27,6 +30,7 @@ __all__ = [
     "token_id_range_for",
     "vllm_command",
     "vllm_config_dir",
+    "VllmServer",
     "vllm_server",
 ]
 
@@ -203,3 +207,54 @@ def vllm_server(
         env=env,
         log_path=log_path,
     )
+
+
+class VllmServer(ServerBackend):
+    """vLLM's OpenAI API server: exact lengths (`min_tokens` = `max_tokens`, `ignore_eos`)."""
+
+    name: ClassVar[str] = "vllm"
+    launchable: ClassVar[bool] = True
+    settings: ClassVar[frozenset[str]] = frozenset({"mode", "max_num_seqs", "max_model_len", "usage_stats"})
+
+    @classmethod
+    def length_fields(cls, output_tokens: int) -> dict[str, Any]:
+        """`min_tokens = max_tokens` and `ignore_eos`, so the length is exact."""
+        return {"min_tokens": output_tokens, "ignore_eos": True}
+
+    @classmethod
+    def sized_for(
+        cls, settings: LaunchSettings, requests: Sequence[Request], arch: Architecture
+    ) -> tuple[LaunchSettings, list[str]]:
+        """`--max-model-len` holds the replay's longest request (`max_model_len_for`).
+
+        Raises:
+            ConfigError: a request longer than the given `--max-model-len` or the model's context.
+        """
+        max_model_len, note = max_model_len_for(requests, arch, settings.max_model_len)
+        return replace(settings, max_model_len=max_model_len), [note]
+
+    @classmethod
+    def launch(
+        cls,
+        arch: Architecture,
+        settings: LaunchSettings,
+        *,
+        env: Mapping[str, str],
+        log_path: Path | None,
+        startup_timeout_s: float | None,
+    ) -> ServerProcess:
+        """One replica of vLLM's server on `arch` with dummy weights (see `vllm_server`).
+
+        Raises:
+            ConfigError: vLLM is not installed, or max_model_len exceeds the architecture's context.
+        """
+        config = VllmServerConfig(
+            settings.mode,
+            max_num_seqs=settings.max_num_seqs,
+            max_model_len=settings.max_model_len,
+            usage_stats=settings.usage_stats,
+        )
+        timeout: dict[str, Any] = (
+            {} if startup_timeout_s is None else {"startup_timeout_s": startup_timeout_s}
+        )
+        return vllm_server(arch, config, env=env, log_path=log_path, **timeout)

@@ -55,8 +55,6 @@ LAYERS: dict[str, int] = {
     "api": 4,
     # 5. what is built on measured runs and models
     "validation": 5,
-    "validate": 5,  # a re-export of validation.offline until recommend and report import it there
-    "measure_validation": 5,  # a re-export of validation.engine (the same)
     "simulate": 5,
     "estimate": 5,
     # 6.-8. recommend, report, the command line

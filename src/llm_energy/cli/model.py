@@ -281,8 +281,8 @@ def _recommend_command(
         recommendation_dict,
     )
     from llm_energy.recommend.validation import configs_to_measure, validate_recommendation
-    from llm_energy.serving import parse_slo
     from llm_energy.workloads import load_trace
+    from llm_energy.workloads.slo import parse_slo
 
     def run() -> Any:
         if slo is not None and slo_preset is not None:

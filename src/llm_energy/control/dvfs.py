@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from llm_energy.errors import ConfigError
-from llm_energy.meters.gpus import max_sm_clock_mhz as max_sm_clock_mhz  # noqa: PLC0414 - re-exported
 
 
 @dataclass(frozen=True)

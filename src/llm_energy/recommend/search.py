@@ -29,10 +29,10 @@ prefill of a batch of B, is the figure before; measured on the H100 at 3.2 / 7.6
 73 / 73 / 534 ms). The search ranks by the load-aware figure. Queueing delay and bursts are not
 modelled. Throughput (capacity) is that of full batches, B / E2E(B).
 
-Static-batching engines (`STATIC_BATCHING_ENGINES`: HF eager/compiled/cudagraphs, hf-spec) are
+Static-batching engines (descriptor `batching="static"`: HF eager/compiled/cudagraphs, hf-spec) are
 modelled as they run: the requests in trace order in batches of B, each padded to its longest prompt
 and output, every padded batch costed by the physical model at its padded shape (the validation's
-`physical-padded` estimate, `validate.physical_padded_j`). A request's energy is a row of its padded
+`physical-padded` estimate, `validation.offline.physical_padded_j`). A request's energy is a row of its padded
 batch, its TTFT the batch's prefill, its TPOT the batch's decode step, its E2E the whole batch (every
 row returns at its end). Assumption: static engines pad every batch to its longest prompt and output
 (measured on the H100, HF eager at batch 64 on 500 Azure conv requests: the per-request model −66%,
@@ -53,8 +53,10 @@ from typing import Any
 
 import numpy as np
 
-from llm_energy.control.dvfs import PhaseFactors, max_sm_clock_mhz, phase_factors
+from llm_energy.control.dvfs import PhaseFactors, phase_factors
+from llm_energy.engines import ENGINES
 from llm_energy.errors import ConfigError
+from llm_energy.meters.gpus import max_sm_clock_mhz
 from llm_energy.modeling.models import RequestEstimate, model_for
 from llm_energy.modeling.padded import PaddedBatches, padded_shapes
 from llm_energy.modeling.physical import PhysicalModel
@@ -68,9 +70,6 @@ from llm_energy.recommend.load import (
 from llm_energy.workloads.slo import SLO_METRICS
 
 _NO_CLOCK = PhaseFactors(0.0, 1.0, 1.0, 1.0, 1.0)
-STATIC_BATCHING_ENGINES = frozenset({"hf", "hf-spec"})
-"""Engines that run padded static batches (HF `generate`: every row to the batch's longest prompt and
-output). The others (vllm, hf-paged, simulated) schedule requests continuously."""
 
 
 @dataclass(frozen=True)
@@ -195,7 +194,7 @@ def pads_batches(profile: EnergyProfile) -> bool:
     eager at batch 64 on 500 Azure conv requests: the physical model per request −66%, per padded batch
     −2.4%).
     """
-    return profile.engine in STATIC_BATCHING_ENGINES
+    return profile.engine in ENGINES and ENGINES[profile.engine].descriptor.batching == "static"
 
 
 def search_model(profile: EnergyProfile, name: str = "") -> PhysicalModel:
@@ -231,7 +230,7 @@ def physical_padded(
     """The requests in order in static batches of `batch_size`, each costed at its padded shape.
 
     Every batch is the physical model's batch of its rows at its longest input and output (the
-    validation's `physical-padded`, `validate.physical_padded_j`, batch by batch): energy per row = the
+    validation's `physical-padded`, `offline.physical_padded_j`, batch by batch): energy per row = the
     batch's / its rows, the 1-σ widened outside the calibrated range, its prefill time and decode step.
 
     Raises:
@@ -566,7 +565,6 @@ __all__ = [
     "Evaluator",
     "check_slo",
     "configurations",
-    "STATIC_BATCHING_ENGINES",
     "is_hf_eager",
     "latency",
     "pads_batches",

@@ -33,7 +33,7 @@ class ValidationEntry:
         name: Where the run came from (its file name), shown as given (escaped).
         run: The measured run.
         profile: Name of the profile compared with; None: measured figures only.
-        errors: Each model's estimate against the measurement (`validate.compare`); empty without profile.
+        errors: Each model's estimate against the measurement (`offline.compare`); empty without profile.
         note: Why the profile may not match the run, or empty.
     """
 

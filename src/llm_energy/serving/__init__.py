@@ -52,7 +52,6 @@ from llm_energy.serving.request import (
 )
 from llm_energy.serving.servers.registry import SERVERS, ServerBackend, register_server
 from llm_energy.serving.session import ServingRun, replay_servers
-from llm_energy.workloads.slo import SLO_METRICS, parse_slo  # the SLO is the workload's (workloads.slo)
 
 if TYPE_CHECKING:
     from llm_energy.serving.stub import StubConfig, StubFault, StubServer
@@ -61,7 +60,6 @@ __all__ = [
     "FAILURES",
     "POLICIES",
     "SERVERS",
-    "SLO_METRICS",
     "Balancer",
     "EnergyAttribution",
     "Failure",
@@ -90,7 +88,6 @@ __all__ = [
     "itl_s",
     "latency_summary",
     "meets_slo",
-    "parse_slo",
     "prompt_text",
     "prompt_token_ids",
     "replay_servers",

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from llm_energy.carbon import Footprint, GridIntensity, check_price, parse_carbon_intensity
-from llm_energy.control.dvfs import max_sm_clock_mhz
 from llm_energy.errors import ConfigError
+from llm_energy.meters.gpus import max_sm_clock_mhz
 from llm_energy.modeling.profile import DEFAULT_PROFILE, load_profile
 from llm_energy.simulate.cluster import Cluster
 from llm_energy.simulate.costs import RECONFIG_COSTS, TpModel

@@ -2,18 +2,86 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
 
+import typer
 from rich.markup import escape
 from rich.table import Table
 
-from llm_energy.cli.app import fold
+from llm_energy.cli.app import JsonOption, _guard, app, console, err_console, fold
 from llm_energy.errors import ConfigError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from llm_energy.estimate import Estimate
+
+
+@app.command()
+def estimate(
+    trace: Annotated[
+        str, typer.Option(help="bundled trace (azure-conv, azure-code) or a trace file")
+    ] = "azure-conv",
+    profile: Annotated[
+        str | None, typer.Option(help="profile file or bundled name (default: H100 vLLM)")
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="physical (default) | binned | p1 | parametric | flops")
+    ] = "physical",
+    batch_size: Annotated[
+        int | None, typer.Option(help="run requests at this batch (default: the largest the engine runs)")
+    ] = None,
+    online_rate: Annotated[
+        float | None,
+        typer.Option(help="arrival rate (req/s): batch from Little's law instead of the largest"),
+    ] = None,
+    strict_range: Annotated[
+        bool, typer.Option("--strict-range", help="refuse requests outside the calibrated range")
+    ] = False,
+    target_gpu: Annotated[
+        str | None,
+        typer.Option(help="rescale the profile to this GPU by published peaks (a prior, not a measurement)"),
+    ] = None,
+    carbon_intensity: Annotated[
+        str | None, typer.Option(help="grid intensity: gCO2/kWh or a region (e.g. germany, world)")
+    ] = None,
+    price: Annotated[float | None, typer.Option(help="electricity price per kWh")] = None,
+    input_col: Annotated[str | None, typer.Option(help="input-length column of a generic trace")] = None,
+    output_col: Annotated[str | None, typer.Option(help="output-length column of a generic trace")] = None,
+    time_col: Annotated[str | None, typer.Option(help="arrival-time column of a generic trace")] = None,
+    bins: Annotated[int, typer.Option(help="bins to show in the table")] = 12,
+    as_json: JsonOption = False,
+) -> None:
+    """Estimate a real trace's GPU energy from a fitted profile (no GPU needed), beside the FLOPs estimate."""
+    est = _guard(
+        lambda: run_estimate(
+            trace=trace,
+            profile=profile,
+            method=method,
+            batch_size=batch_size,
+            online_rate=online_rate,
+            strict_range=strict_range,
+            target_gpu=target_gpu,
+            carbon_intensity=carbon_intensity,
+            price=price,
+            columns=(input_col, output_col, time_col),
+            show_progress=not as_json,
+        )
+    )
+    if est.outside_calibration:
+        err_console.print(
+            f"warning: {est.outside_request_share:.1%} of requests and {est.outside_energy_share:.1%} of the "
+            "energy are outside the calibrated range (extrapolated; the uncertainty widens there; "
+            "--strict-range refuses)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(est.to_dict(), indent=2, default=str) + "\n")
+        return
+    render_estimate(console, est, trace, bins)
 
 
 def run_estimate(

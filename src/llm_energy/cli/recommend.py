@@ -1,4 +1,4 @@
-"""Commands that model: estimate a trace from a profile, fit a profile from stored runs."""
+"""`llm-energy recommend`: the least-energy configuration under a latency SLO, and its measured check."""
 
 from __future__ import annotations
 
@@ -8,13 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from llm_energy.cli.app import (
-    DbOption,
     JsonOption,
     _guard,
-    _open_store,
     app,
     console,
     err_console,
@@ -24,108 +21,6 @@ from llm_energy.errors import ConfigError
 
 if TYPE_CHECKING:
     from llm_energy.recommend.validation import SampleSpec
-
-
-@app.command()
-def estimate(
-    trace: Annotated[
-        str, typer.Option(help="bundled trace (azure-conv, azure-code) or a trace file")
-    ] = "azure-conv",
-    profile: Annotated[
-        str | None, typer.Option(help="profile file or bundled name (default: H100 vLLM)")
-    ] = None,
-    method: Annotated[
-        str, typer.Option(help="physical (default) | binned | p1 | parametric | flops")
-    ] = "physical",
-    batch_size: Annotated[
-        int | None, typer.Option(help="run requests at this batch (default: the largest the engine runs)")
-    ] = None,
-    online_rate: Annotated[
-        float | None,
-        typer.Option(help="arrival rate (req/s): batch from Little's law instead of the largest"),
-    ] = None,
-    strict_range: Annotated[
-        bool, typer.Option("--strict-range", help="refuse requests outside the calibrated range")
-    ] = False,
-    target_gpu: Annotated[
-        str | None,
-        typer.Option(help="rescale the profile to this GPU by published peaks (a prior, not a measurement)"),
-    ] = None,
-    carbon_intensity: Annotated[
-        str | None, typer.Option(help="grid intensity: gCO2/kWh or a region (e.g. germany, world)")
-    ] = None,
-    price: Annotated[float | None, typer.Option(help="electricity price per kWh")] = None,
-    input_col: Annotated[str | None, typer.Option(help="input-length column of a generic trace")] = None,
-    output_col: Annotated[str | None, typer.Option(help="output-length column of a generic trace")] = None,
-    time_col: Annotated[str | None, typer.Option(help="arrival-time column of a generic trace")] = None,
-    bins: Annotated[int, typer.Option(help="bins to show in the table")] = 12,
-    as_json: JsonOption = False,
-) -> None:
-    """Estimate a real trace's GPU energy from a fitted profile (no GPU needed), beside the FLOPs estimate."""
-    from llm_energy.cli.estimate_view import render_estimate, run_estimate
-
-    est = _guard(
-        lambda: run_estimate(
-            trace=trace,
-            profile=profile,
-            method=method,
-            batch_size=batch_size,
-            online_rate=online_rate,
-            strict_range=strict_range,
-            target_gpu=target_gpu,
-            carbon_intensity=carbon_intensity,
-            price=price,
-            columns=(input_col, output_col, time_col),
-            show_progress=not as_json,
-        )
-    )
-    if est.outside_calibration:
-        err_console.print(
-            f"warning: {est.outside_request_share:.1%} of requests and {est.outside_energy_share:.1%} of the "
-            "energy are outside the calibrated range (extrapolated; the uncertainty widens there; "
-            "--strict-range refuses)",
-            highlight=False,
-            soft_wrap=True,
-        )
-    if as_json:
-        sys.stdout.write(json.dumps(est.to_dict(), indent=2, default=str) + "\n")
-        return
-    render_estimate(console, est, trace, bins)
-
-
-@app.command()
-def fit(
-    out: Annotated[Path, typer.Option("-o", "--out", help="profile file to write")],
-    db: DbOption = None,
-    model: Annotated[str | None, typer.Option(help="select runs of this model")] = None,
-    engine: Annotated[str | None, typer.Option(help="select runs of this engine")] = None,
-    mode: Annotated[str | None, typer.Option(help="select runs of this mode")] = None,
-) -> None:
-    """Fit an energy profile (calibration grid + parametric model) from stored runs."""
-    from llm_energy.modeling.profile import fit_profile
-
-    def run() -> Any:
-        with _open_store(db) as store:
-            prof = fit_profile(
-                store.runs_frame(), model=model, engine=engine, mode=mode, source=str(store.path)
-            )
-        prof.save(out)
-        return prof
-
-    prof = _guard(run)
-    q = prof.fit_quality.get("loo_energy", {})
-    source = prof.fit_quality.get("energy_source", "gpu")
-    console.print(
-        escape(f"wrote {out}: {prof.describe()}")
-        + (
-            f"; physical model leave-one-out over all {q['points']:.0f} points: mean "
-            f"{q['mean_abs_rel_error']:.1%}, max {q['max_abs_rel_error']:.1%}"
-            if q
-            else f"; physical model: {prof.fit_quality.get('physical', 'not fitted')}"
-        )
-        + ("" if source == "gpu" else f"; energy from the {escape(source)} (ESTIMATED, not measured)"),
-        soft_wrap=True,
-    )
 
 
 @app.command()

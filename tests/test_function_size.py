@@ -16,7 +16,6 @@ PACKAGE = Path(llm_energy.__file__).resolve().parent
 MAX_BODY_LINES = 80
 
 LONGER: dict[tuple[str, str], int] = {
-    ("cli/recommend.py", "_recommend_command"): 107,
     ("recommend/search.py", "candidate"): 114,
     ("serving/loadgen.py", "run_load"): 92,
     ("serving/session.py", "replay_servers"): 100,

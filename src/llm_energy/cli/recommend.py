@@ -165,62 +165,14 @@ def _recommend_command(
     device: str = "auto",
     out: Path | None = None,
 ) -> None:
-    from llm_energy.carbon import check_price, parse_carbon_intensity
-    from llm_energy.modeling.profile import DEFAULT_PROFILE, load_profile
-    from llm_energy.recommend import recommend as search
-    from llm_energy.recommend.classes import SLO_PRESETS, plan_per_class
-    from llm_energy.recommend.output import (
-        print_class_plan,
-        print_recommendation,
-        print_validation,
-        recommendation_dict,
-    )
-    from llm_energy.recommend.validation import configs_to_measure, validate_recommendation
-    from llm_energy.workloads import load_trace
-    from llm_energy.workloads.slo import parse_slo
+    from llm_energy.recommend.output import print_class_plan, print_recommendation, recommendation_dict
 
-    def run() -> Any:
-        if slo is not None and slo_preset is not None:
-            raise ConfigError("give --slo or --slo-preset, not both")
-        if slo_preset is not None and slo_preset not in SLO_PRESETS:
-            raise ConfigError(f"unknown SLO preset {slo_preset!r}; valid: {', '.join(SLO_PRESETS)}")
-        # With a preset the whole-trace search takes each metric's strictest class bound.
-        slo_s = (
-            {m: min(b) for m, b in SLO_PRESETS[slo_preset].items()}
-            if slo_preset
-            else parse_slo(slo or "ttft=2s,tpot=100ms")
+    rec, plan, grid, profiles = _guard(
+        lambda: _search(
+            trace, slo, slo_preset, per_class, rate, profile, gpus, gpu_clocks_mhz, max_clock_mhz,
+            carbon_intensity, price, measurable=validation is not None,
         )
-        clocks = _parse_clocks(gpu_clocks_mhz)
-        grid = parse_carbon_intensity(carbon_intensity)
-        check_price(price)
-        names = profile or [DEFAULT_PROFILE]
-        profiles = {n: load_profile(n) for n in names}
-        tr = load_trace(trace)
-        r = rate if rate is not None else tr.summary().rate_per_s
-        if r is None:
-            raise ConfigError(f"trace {trace} has no arrival times: pass --rate")
-        opts: dict[str, Any] = {
-            "rate_per_s": r,
-            "clocks_mhz": clocks,
-            "max_gpus": gpus,
-            "max_clock_mhz": max_clock_mhz,
-        }
-        rec = search(profiles, tr.input_tokens, tr.output_tokens, slo_s=slo_s, **opts)
-        plan = None
-        if per_class or slo_preset:
-            plan = plan_per_class(
-                profiles,
-                tr.input_tokens,
-                tr.output_tokens,
-                slo_s=None if slo_preset else slo_s,
-                preset=slo_preset,
-                **opts,
-            )
-        if validation is not None and rec.choice is not None:
-            configs_to_measure(rec)  # a configuration that cannot be measured: refused before any output
-        return rec, plan, grid, profiles
-
-    rec, plan, grid, profiles = _guard(run)
+    )  # fmt: skip
     slo_text = slo or "ttft=2s,tpot=100ms"
     if slo_preset:
         slo_text = f"preset {slo_preset} (whole trace: strictest bounds)"
@@ -238,37 +190,129 @@ def _recommend_command(
         if plan is not None:
             print_class_plan(console, plan)
     failed = rec.choice is None or (plan is not None and not plan.complete)
+    _say_what_failed(rec, plan, slo_text, validating=validation is not None)
+    if validation is not None and rec.choice is not None:
+        _validate(rec, profiles, validation, device, out, payload, show=not as_json)
+    if as_json:
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _search(
+    trace: str,
+    slo: str | None,
+    slo_preset: str | None,
+    per_class: bool,
+    rate: float | None,
+    profile: list[str] | None,
+    gpus: int | None,
+    gpu_clocks_mhz: str | None,
+    max_clock_mhz: float | None,
+    carbon_intensity: str | None,
+    price: float | None,
+    *,
+    measurable: bool,
+) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """Check the inputs, then search: (recommendation, per-class plan or None, grid, profiles).
+
+    Raises:
+        ConfigError: a bad SLO, preset, clock list, grid, price, profile or trace, or (`measurable`)
+            a chosen configuration that cannot be measured.
+    """
+    from llm_energy.carbon import check_price, parse_carbon_intensity
+    from llm_energy.modeling.profile import DEFAULT_PROFILE, load_profile
+    from llm_energy.recommend import recommend as search
+    from llm_energy.recommend.classes import SLO_PRESETS, plan_per_class
+    from llm_energy.recommend.validation import configs_to_measure
+    from llm_energy.workloads import load_trace
+    from llm_energy.workloads.slo import parse_slo
+
+    if slo is not None and slo_preset is not None:
+        raise ConfigError("give --slo or --slo-preset, not both")
+    if slo_preset is not None and slo_preset not in SLO_PRESETS:
+        raise ConfigError(f"unknown SLO preset {slo_preset!r}; valid: {', '.join(SLO_PRESETS)}")
+    # With a preset the whole-trace search takes each metric's strictest class bound.
+    slo_s = (
+        {m: min(b) for m, b in SLO_PRESETS[slo_preset].items()}
+        if slo_preset
+        else parse_slo(slo or "ttft=2s,tpot=100ms")
+    )
+    clocks = _parse_clocks(gpu_clocks_mhz)
+    grid = parse_carbon_intensity(carbon_intensity)
+    check_price(price)
+    names = profile or [DEFAULT_PROFILE]
+    profiles = {n: load_profile(n) for n in names}
+    tr = load_trace(trace)
+    r = rate if rate is not None else tr.summary().rate_per_s
+    if r is None:
+        raise ConfigError(f"trace {trace} has no arrival times: pass --rate")
+    opts: dict[str, Any] = {
+        "rate_per_s": r,
+        "clocks_mhz": clocks,
+        "max_gpus": gpus,
+        "max_clock_mhz": max_clock_mhz,
+    }
+    rec = search(profiles, tr.input_tokens, tr.output_tokens, slo_s=slo_s, **opts)
+    plan = None
+    if per_class or slo_preset:
+        plan = plan_per_class(
+            profiles,
+            tr.input_tokens,
+            tr.output_tokens,
+            slo_s=None if slo_preset else slo_s,
+            preset=slo_preset,
+            **opts,
+        )
+    if measurable and rec.choice is not None:
+        configs_to_measure(rec)  # a configuration that cannot be measured: refused before any output
+    return rec, plan, grid, profiles
+
+
+def _say_what_failed(rec: Any, plan: Any, slo_text: str, *, validating: bool) -> None:
+    """Print (stderr) the closest configuration when none meets the SLO, and classes left without one."""
     if rec.choice is None:
         closest = rec.closest()
         err_console.print(
             f"no configuration meets {esc(slo_text)} at this rate; closest: {esc(closest.label())} "
             f"(TTFT {closest.ttft_s * 1e3:,.0f} ms, TPOT {closest.tpot_s * 1e3:.1f} ms, "
             f"{closest.throughput_per_s:,.2f} req/s capacity)"
-            + ("; nothing to validate" if validation is not None else "")
+            + ("; nothing to validate" if validating else "")
         )
     if plan is not None and not plan.complete:
         missing = [c.name for c in plan.classes if c.recommendation.choice is None]
         err_console.print(f"no configuration meets the SLO for class(es) {esc(', '.join(missing))}")
-    if validation is not None and rec.choice is not None:
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "recommendation.json").write_text(json.dumps(payload, indent=2) + "\n")
-        check = _guard(
-            lambda: validate_recommendation(
-                rec,
-                profiles,
-                validation,
-                device=device,
-                out_dir=out,
-                on_status=lambda text: err_console.print(esc(text), highlight=False),
-            )
+
+
+def _validate(
+    rec: Any,
+    profiles: dict[str, Any],
+    validation: SampleSpec,
+    device: str,
+    out: Path | None,
+    payload: dict[str, Any],
+    *,
+    show: bool,
+) -> None:
+    """Measure the choice and the baseline (`--validate`); add the result to `payload` (and `out`)."""
+    from llm_energy.recommend.output import print_validation
+    from llm_energy.recommend.validation import validate_recommendation
+
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recommendation.json").write_text(json.dumps(payload, indent=2) + "\n")
+    check = _guard(
+        lambda: validate_recommendation(
+            rec,
+            profiles,
+            validation,
+            device=device,
+            out_dir=out,
+            on_status=lambda text: err_console.print(esc(text), highlight=False),
         )
-        payload["validation"] = check.to_dict()
-        if out is not None:
-            (out / "validation.json").write_text(json.dumps(payload["validation"], indent=2) + "\n")
-        if not as_json:
-            print_validation(console, check)
-    if as_json:
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
-    if failed:
-        raise typer.Exit(1)
+    )
+    payload["validation"] = check.to_dict()
+    if out is not None:
+        (out / "validation.json").write_text(json.dumps(payload["validation"], indent=2) + "\n")
+    if show:
+        print_validation(console, check)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+
 from llm_energy.errors import ConfigError
 
 

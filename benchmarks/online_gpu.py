@@ -16,7 +16,7 @@ online/offline comparison: `llm_energy.store.serving.read_serving_requests`).
 one offline engine is loaded (vLLM with the server's mode and `--max-num-seqs`, `max_model_len` the
 longest request of all rates; the stub's is the simulated engine) and each stored rate's requests (their
 input lengths and the output tokens they received) run on it with continuous batching
-(`validate.run_validation`). Each rate's row gets `offline` (`serving.compare.Comparison.to_dict()`:
+(`validation.offline.run_validation`). Each rate's row gets `offline` (`validation.online.Comparison.to_dict()`:
 online vs offline J/request, J/token and their ratio, batch size `--max-num-seqs`) and `offline_wall_s`;
 the offline run is saved as <out>/offline-s<scale>.json and online_gpu.json is rewritten after every
 rate. `--deadline-s` starts no offline rate once that many seconds have passed since the script started

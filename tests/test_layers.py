@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "units": 1,
     "atomic": 1,
     "compat": 1,
+    "plugins": 1,
     # 2. devices, shapes, workloads, the store (and what a run records of its environment)
     "meters": 2,
     "architectures": 2,

@@ -10,15 +10,13 @@ listing the registry stays light.
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import importlib.util
 import logging
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 from llm_energy.engines.base import Batch, Batching, ContinuousEngine, Engine, EngineDescriptor
 from llm_energy.errors import ConfigError
+from llm_energy.plugins import PluginRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -35,71 +33,23 @@ ENTRY_POINT_GROUP = "llm_energy.engines"
 """Entry-point group under which other distributions publish engine classes."""
 
 
-class EngineRegistry(Mapping[str, Any]):
-    """Engine name → engine class, filled on first use with the built-ins and the entry points.
+def _check_engine(cls: object) -> str:
+    """The engine class's name, once it has what an engine needs (`name`, `Config`, `descriptor`)."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"engine class {cls!r} has no `name`")
+    if not isinstance(getattr(cls, "Config", None), type):
+        raise ConfigError(f"engine {name!r}: its class has no `Config` (a pydantic model)")
+    if not isinstance(getattr(cls, "descriptor", None), EngineDescriptor):
+        raise ConfigError(f"engine {name!r}: its class has no `descriptor` (an EngineDescriptor)")
+    return name
 
-    A class is registered once under its `name`; registering another class under a taken name is
-    refused unless `replace=True` (a test swapping a backend, say).
-    """
+
+class EngineRegistry(PluginRegistry[Any]):
+    """Engine name → engine class, filled on first use with the built-ins and the entry points."""
 
     def __init__(self, builtins: tuple[str, ...], group: str) -> None:
-        self._builtins = builtins
-        self._group = group
-        self._classes: dict[str, Any] = {}
-        self._loaded = False
-
-    def register(self, cls: Any, *, replace: bool = False) -> Any:
-        """Add engine class `cls` under `cls.name` and return it (so it works as a class decorator).
-
-        Raises:
-            ConfigError: `cls` lacks a `name`, a `Config` or a `descriptor`, or the name is taken by
-                another class and `replace` is False.
-        """
-        self._load()
-        return self._add(cls, replace=replace)
-
-    def _add(self, cls: Any, *, replace: bool) -> Any:
-        name = getattr(cls, "name", None)
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"engine class {cls!r} has no `name`")
-        if not isinstance(getattr(cls, "Config", None), type):
-            raise ConfigError(f"engine {name!r}: its class has no `Config` (a pydantic model)")
-        if not isinstance(getattr(cls, "descriptor", None), EngineDescriptor):
-            raise ConfigError(f"engine {name!r}: its class has no `descriptor` (an EngineDescriptor)")
-        if name in self._classes and self._classes[name] is not cls and not replace:
-            raise ConfigError(f"engine {name!r} is registered already (by {self._classes[name]!r})")
-        self._classes[name] = cls
-        return cls
-
-    def unregister(self, name: str) -> None:
-        """Remove engine `name` (nothing happens when it is not registered)."""
-        self._load()
-        self._classes.pop(name, None)
-
-    def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        for target in self._builtins:
-            module, _, attr = target.partition(":")
-            self._add(getattr(importlib.import_module(module), attr), replace=False)
-        for entry in importlib.metadata.entry_points(group=self._group):
-            try:
-                self._add(entry.load(), replace=False)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
-                logger.warning("engine entry point %r not registered: %s", entry.value, exc)
-
-    def __getitem__(self, name: str) -> Any:
-        self._load()
-        return self._classes[name]
-
-    def __iter__(self) -> Iterator[str]:
-        self._load()
-        return iter(list(self._classes))
-
-    def __len__(self) -> int:
-        self._load()
-        return len(self._classes)
+        super().__init__("engine", builtins, group, _check_engine)
 
 
 ENGINES = EngineRegistry(BUILTIN_ENGINES, ENTRY_POINT_GROUP)

@@ -11,15 +11,14 @@ the package, as does a distribution publishing a class under the entry-point gro
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from llm_energy.errors import ConfigError
+from llm_energy.plugins import PluginRegistry
 
 if TYPE_CHECKING:
     from llm_energy.architectures import Architecture
@@ -111,62 +110,17 @@ BUILTIN_SERVERS: tuple[str, ...] = (
 """The server classes this package ships, as `module:Class` (imported on the registry's first use)."""
 
 
-class ServerRegistry(Mapping[str, type[ServerBackend]]):
+def _check_server(cls: object) -> str:
+    if not (isinstance(cls, type) and issubclass(cls, ServerBackend)):
+        raise ConfigError(f"{cls!r} is not a ServerBackend class")
+    return cls.name
+
+
+class ServerRegistry(PluginRegistry[type[ServerBackend]]):
     """Server kind name → `ServerBackend` class: the built-ins, then registered and published ones."""
 
     def __init__(self, builtins: tuple[str, ...], group: str) -> None:
-        self._builtins = builtins
-        self._group = group
-        self._classes: dict[str, type[ServerBackend]] = {}
-        self._loaded = False
-
-    def register(self, cls: type[ServerBackend], *, replace: bool = False) -> type[ServerBackend]:
-        """Add `cls` under its `name` and return it (usable as a class decorator).
-
-        Raises:
-            ConfigError: not a `ServerBackend`, or the name is taken and `replace` is False.
-        """
-        self._load()
-        return self._add(cls, replace=replace)
-
-    def _add(self, cls: type[ServerBackend], *, replace: bool) -> type[ServerBackend]:
-        if not (isinstance(cls, type) and issubclass(cls, ServerBackend)):
-            raise ConfigError(f"{cls!r} is not a ServerBackend class")
-        taken = self._classes.get(cls.name)
-        if taken is not None and taken is not cls and not replace:
-            raise ConfigError(f"server {cls.name!r} is registered already (by {taken!r})")
-        self._classes[cls.name] = cls
-        return cls
-
-    def unregister(self, name: str) -> None:
-        """Remove server kind `name` (nothing happens when it is not registered)."""
-        self._load()
-        self._classes.pop(name, None)
-
-    def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        for target in self._builtins:
-            module, _, attr = target.partition(":")
-            self._add(getattr(importlib.import_module(module), attr), replace=False)
-        for entry in importlib.metadata.entry_points(group=self._group):
-            try:
-                self._add(entry.load(), replace=False)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
-                logger.warning("server entry point %r not registered: %s", entry.value, exc)
-
-    def __getitem__(self, name: str) -> type[ServerBackend]:
-        self._load()
-        return self._classes[name]
-
-    def __iter__(self) -> Iterator[str]:
-        self._load()
-        return iter(list(self._classes))
-
-    def __len__(self) -> int:
-        self._load()
-        return len(self._classes)
+        super().__init__("server", builtins, group, _check_server)
 
     def launchable(self) -> tuple[str, ...]:
         """Names of the servers llm-energy can start (`--server`), sorted."""

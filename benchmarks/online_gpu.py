@@ -45,9 +45,9 @@ from llm_energy.meters.simulated import constant_gpu_on
 from llm_energy.records import Request
 from llm_energy.serving.loadgen import schedule_from_trace
 from llm_energy.serving.persist import write_serving_run
+from llm_energy.serving.replay_run import ServingRun, replay_servers
 from llm_energy.serving.servers import ServerGroup, ServerProcess, launch_servers
 from llm_energy.serving.servers.stub import stub_server
-from llm_energy.serving.session import ServingRun, replay_servers
 from llm_energy.store import Store
 from llm_energy.workloads import load_trace
 from llm_energy.workloads.slo import parse_slo

@@ -16,9 +16,9 @@ from llm_energy.serving.lag import (
     gpu_work_window,
 )
 from llm_energy.serving.records import RequestRecord
+from llm_energy.serving.replay_run import replay_servers
 from llm_energy.serving.servers import ServerGroup
 from llm_energy.serving.servers.stub import stub_server
-from llm_energy.serving.session import replay_servers
 
 
 def _record(index: int, token_times: list[float]) -> RequestRecord:

@@ -13,7 +13,7 @@ from llm_energy.meters import EnergyMeter
 from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
 from llm_energy.serving import StubConfig, StubServer
 from llm_energy.serving.lag import interval_energy_j
-from llm_energy.serving.session import WindowRecorder
+from llm_energy.serving.replay_run import WindowRecorder
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

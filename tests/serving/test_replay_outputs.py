@@ -23,9 +23,9 @@ from llm_energy.meters import EnergyMeter
 from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
 from llm_energy.records import Request
 from llm_energy.serving import StubConfig, StubServer
+from llm_energy.serving.replay_run import replay_servers
 from llm_energy.serving.servers import ExternalServer
 from llm_energy.serving.servers.vllm import max_model_len_for
-from llm_energy.serving.session import replay_servers
 
 REPLAY = ["replay", "--trace", "azure-code", "--num-requests", "20", "--time-scale", "20", "--idle-s", "0"]
 

@@ -18,10 +18,10 @@ import pytest
 from llm_energy.architectures import load_architecture
 from llm_energy.errors import ConfigError, EngineError
 from llm_energy.records import Request
+from llm_energy.serving.replay_run import replay_servers
 from llm_energy.serving.servers import LaunchSpec, ServerGroup, ServerProcess, launch_servers
 from llm_energy.serving.servers.stub import stub_server
 from llm_energy.serving.servers.vllm import VllmServerConfig, vllm_command, vllm_server
-from llm_energy.serving.session import replay_servers
 
 
 def _alive(pid: int) -> bool:

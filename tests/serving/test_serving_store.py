@@ -12,9 +12,9 @@ from llm_energy.cli import app
 from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
 from llm_energy.records import Request
 from llm_energy.serving.persist import write_serving_run
+from llm_energy.serving.replay_run import replay_servers
 from llm_energy.serving.servers import ServerGroup, launch_servers
 from llm_energy.serving.servers.stub import stub_server
-from llm_energy.serving.session import replay_servers
 from llm_energy.store import Store
 from llm_energy.store.serving import read_serving_requests, read_serving_runs, read_serving_samples
 

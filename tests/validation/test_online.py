@@ -17,9 +17,9 @@ from llm_energy.estimate import estimate_trace
 from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
 from llm_energy.records import Request
 from llm_energy.serving.persist import write_serving_run
+from llm_energy.serving.replay_run import ServingRun, replay_servers
 from llm_energy.serving.servers import ServerGroup
 from llm_energy.serving.servers.stub import stub_server
-from llm_energy.serving.session import ServingRun, replay_servers
 from llm_energy.store import Store
 from llm_energy.validation.online import load_request_set, max_concurrency
 

@@ -104,7 +104,7 @@ def replay(
     try:
 
         def run() -> tuple[Any, list[str]]:
-            from llm_energy.serving.session import replay_servers
+            from llm_energy.serving.replay_run import replay_servers
 
             servers_cm, notes = _servers(
                 url, server, model, device, replicas, policy, server_kind, vllm_mode, max_num_seqs,

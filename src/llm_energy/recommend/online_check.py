@@ -66,8 +66,8 @@ def check_online(
 ) -> list[OnlineCheck]:
     """Replay the trace window through the choice's and the runner-up's servers; return both checks."""
     from llm_energy.serving.loadgen import schedule_from_trace
+    from llm_energy.serving.replay_run import replay_servers
     from llm_energy.serving.servers import ServerGroup
-    from llm_energy.serving.session import replay_servers
     from llm_energy.workloads import load_trace
 
     requests = schedule_from_trace(load_trace(trace), 1.0, rec.window)

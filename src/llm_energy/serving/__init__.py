@@ -41,6 +41,7 @@ from llm_energy.serving.metrics import (
     ttft_s,
 )
 from llm_energy.serving.records import FAILURES, Failure, LatencySummary, RequestRecord
+from llm_energy.serving.replay_run import ServingRun, replay_servers
 from llm_energy.serving.request import (
     ServerKind,
     check_reachable,
@@ -51,7 +52,6 @@ from llm_energy.serving.request import (
     stream_request,
 )
 from llm_energy.serving.servers.registry import SERVERS, ServerBackend, register_server
-from llm_energy.serving.session import ServingRun, replay_servers
 
 if TYPE_CHECKING:
     from llm_energy.serving.stub import StubConfig, StubFault, StubServer

@@ -16,7 +16,7 @@ from llm_energy.serving.metrics import e2e_s, tpot_s, ttft_s
 from llm_energy.store.serving import ServingRows, write_serving_rows
 
 if TYPE_CHECKING:
-    from llm_energy.serving.session import ServingRun
+    from llm_energy.serving.replay_run import ServingRun
     from llm_energy.store.db import Store
 
 __all__ = ["serving_rows", "write_serving_run"]

@@ -366,7 +366,7 @@ def offline_from_profile(
         mean_j=est.request_mean_j,
         p50_j=est.request_p50_j,
         p90_j=est.request_p90_j,
-        window=f"modelled: homogeneous offline batches of {batch_size} from the profile's calibration grid",
+        window=f"modelled: homogeneous offline batches of {batch_size} from the profile's {method} model",
     )
 
 

@@ -30,7 +30,8 @@ from llm_energy.modeling.fitting import leave_one_out, usable
 from llm_energy.modeling.parametric import ParametricModel
 from llm_energy.modeling.profile import EnergyProfile, fit_profile, load_profile
 from llm_energy.modeling.transfer import transfer
-from llm_energy.validation.offline import ValidationRun, compare
+from llm_energy.validation.models import compare
+from llm_energy.validation.offline import ValidationRun
 
 ROOT = Path(__file__).resolve().parents[1]
 CALIB = ROOT / "docs/results/2026-12-02-h200-vllm-calibrate/runs.csv"

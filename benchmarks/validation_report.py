@@ -19,7 +19,8 @@ import numpy as np
 from llm_energy.estimate import estimate_trace
 from llm_energy.modeling.profile import fit_profile, load_profile
 from llm_energy.report.sample import bundled_calibration_frame
-from llm_energy.validation.offline import ValidationRun, compare
+from llm_energy.validation.models import compare
+from llm_energy.validation.offline import ValidationRun
 from llm_energy.workloads import load_trace
 
 PROFILES = {"hf": "h100-llama-3.1-8b-hf-eager", "vllm": "h100-llama-3.1-8b-vllm"}

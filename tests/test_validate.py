@@ -13,9 +13,9 @@ from llm_energy.engines.simulated import SimulatedEngine, SimulatedEngineConfig
 from llm_energy.errors import ConfigError
 from llm_energy.meters.base import EnergyMeter
 from llm_energy.meters.simulated import PowerTrace, SimClock, SimulatedGpu
+from llm_energy.validation.models import compare
 from llm_energy.validation.offline import (
     ValidationRun,
-    compare,
     run_validation,
     sample_requests,
     static_batches,

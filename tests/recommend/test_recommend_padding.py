@@ -19,10 +19,9 @@ from llm_energy.recommend import Evaluator, recommend
 from llm_energy.recommend.classes import SIZE_NAMES, plan_per_class
 from llm_energy.recommend.search import pads_batches
 from llm_energy.recommend.validation import SampleSpec, validate_recommendation
+from llm_energy.validation.models import compare, physical_padded_j
 from llm_energy.validation.offline import (
     ValidationRun,
-    compare,
-    physical_padded_j,
     sample_requests,
     static_batches,
 )

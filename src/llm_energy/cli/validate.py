@@ -44,7 +44,8 @@ def validate(
     """Run sampled trace requests with their true lengths, measure energy, compare with the models."""
     from llm_energy.modeling.profile import load_profile
     from llm_energy.validation.engine import measure_run
-    from llm_energy.validation.offline import ValidationRun, compare
+    from llm_energy.validation.models import compare
+    from llm_energy.validation.offline import ValidationRun
 
     def run() -> tuple[Any, list[Any] | None]:
         _check_input(batching=batching, idle_s=idle_s, seed=seed, batch_size=batch_size)

@@ -4,7 +4,7 @@ A static-batching engine (HF `generate` on a padded batch) takes the requests in
 each group is padded to its longest prompt and runs until its longest output, finished rows computing
 on. `padded_batches` evaluates a calibration grid per such batch at its padded shape: the binned
 model's per-request rule (`request_energy_at`) applied to each batch, and the batch's prefill time and
-decode step. Shared by the validation (`validation.offline.padded_estimate_j`) and the recommender.
+decode step. Shared by the validation (`validation.models.padded_estimate_j`) and the recommender.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ modelled. Throughput (capacity) is that of full batches, B / E2E(B).
 Static-batching engines (descriptor `batching="static"`: HF eager/compiled/cudagraphs, hf-spec) are
 modelled as they run: the requests in trace order in batches of B, each padded to its longest prompt
 and output, every padded batch costed by the physical model at its padded shape (the validation's
-`physical-padded` estimate, `validation.offline.physical_padded_j`). A request's energy is a row of its padded
+`physical-padded` estimate, `validation.models.physical_padded_j`). A request's energy is a row of its padded
 batch, its TTFT the batch's prefill, its TPOT the batch's decode step, its E2E the whole batch (every
 row returns at its end). Assumption: static engines pad every batch to its longest prompt and output
 (measured on the H100, HF eager at batch 64 on 500 Azure conv requests: the per-request model −66%,
@@ -230,7 +230,7 @@ def physical_padded(
     """The requests in order in static batches of `batch_size`, each costed at its padded shape.
 
     Every batch is the physical model's batch of its rows at its longest input and output (the
-    validation's `physical-padded`, `offline.physical_padded_j`, batch by batch): energy per row = the
+    validation's `physical-padded`, `models.physical_padded_j`, batch by batch): energy per row = the
     batch's / its rows, the 1-σ widened outside the calibrated range, its prefill time and decode step.
 
     Raises:

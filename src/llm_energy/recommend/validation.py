@@ -27,10 +27,10 @@ from llm_energy.errors import ConfigError
 from llm_energy.modeling.profile import EnergyProfile
 from llm_energy.recommend import Recommendation, RunConfig, saving_bounds, validation_configs
 from llm_energy.recommend.search import Evaluator
+from llm_energy.validation.models import physical_padded_j
 from llm_energy.validation.offline import (
     Batching,
     ValidationRun,
-    physical_padded_j,
     sample_requests,
     slo_attainment,
 )

@@ -2,7 +2,7 @@
 
 A validation run (`llm_energy.validation.offline.ValidationRun`, written by `llm-energy validate --out`
 or `benchmarks/validate_gpu.py`) is a trace sample measured on the GPU. With profiles, each run is
-compared (`llm_energy.validation.offline.compare`) with the profile of its own configuration (same
+compared (`llm_energy.validation.models.compare`) with the profile of its own configuration (same
 model, engine and mode; else same engine; else the first profile, said so) and every method's estimate
 is shown with its signed error against the measurement. Without a profile only the measured figures are shown.
 
@@ -22,7 +22,8 @@ from llm_energy.report._html_parts import _e, _num, _pm, _rows_table, _td, _td_s
 
 if TYPE_CHECKING:
     from llm_energy.modeling.profile import EnergyProfile
-    from llm_energy.validation.offline import ModelError, ValidationRun
+    from llm_energy.validation.models import ModelError
+    from llm_energy.validation.offline import ValidationRun
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class ValidationEntry:
         name: Where the run came from (its file name), shown as given (escaped).
         run: The measured run.
         profile: Name of the profile compared with; None: measured figures only.
-        errors: Each model's estimate against the measurement (`offline.compare`); empty without profile.
+        errors: Each model's estimate against the measurement (`models.compare`); empty without profile.
         note: Why the profile may not match the run, or empty.
     """
 
@@ -91,7 +92,7 @@ def validation_entries(
     Raises:
         ConfigError: A run whose figures cannot be compared (e.g. no requests).
     """
-    from llm_energy.validation.offline import compare
+    from llm_energy.validation.models import compare
 
     entries = []
     for name, run in runs:

@@ -15,12 +15,14 @@ from llm_energy.cli.app import (
     DbOption,
     JsonOption,
     _engine_options,
+    _fail,
     _guard,
     _open_store,
     app,
     console,
     err_console,
 )
+from llm_energy.errors import ConfigError
 
 
 @app.command()
@@ -65,8 +67,7 @@ def calibrate(
     if dry_run:
         return
     if out is None:
-        _guard(lambda: (_ for _ in ()).throw(_missing_out()))
-    assert out is not None
+        raise _fail(ConfigError("calibrate needs -o/--out PROFILE.json (or --dry-run)"))
     _guard(lambda: _check_writable(out))
     prof = _guard(lambda: _measure_and_fit(plan, db, out, engine, mode, model, show=not as_json))
     q = prof.fit_quality.get("loo_energy", {})
@@ -87,15 +88,7 @@ def calibrate(
     )
 
 
-def _missing_out() -> Exception:
-    from llm_energy.errors import ConfigError
-
-    return ConfigError("calibrate needs -o/--out PROFILE.json (or --dry-run)")
-
-
 def _check_writable(out: Path) -> None:
-    from llm_energy.errors import ConfigError
-
     parent = out.expanduser().resolve().parent
     if not parent.is_dir():
         raise ConfigError(f"cannot write profile {out}: folder {parent} does not exist")

@@ -11,6 +11,7 @@ import typer
 
 from llm_energy.cli.app import (
     JsonOption,
+    _fail,
     _guard,
     app,
     console,
@@ -97,9 +98,7 @@ def recommend(
     from llm_energy.recommend.validation import SampleSpec
 
     if scorer not in ("model", "simulate"):
-        _guard(
-            lambda: (_ for _ in ()).throw(ConfigError(f"unknown --scorer {scorer!r}; valid: model, simulate"))
-        )
+        raise _fail(ConfigError(f"unknown --scorer {scorer!r}; valid: model, simulate"))
     if scorer == "simulate":
         from llm_energy.cli.recommend_sim import run_simulated_recommend
         from llm_energy.modeling.profile import DEFAULT_PROFILE

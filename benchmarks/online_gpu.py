@@ -75,6 +75,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="tiny model on CPU, short lengths, one short rate")
     p.add_argument("--offline", action="store_true", help="then run each rate's requests offline (one load)")
     p.add_argument("--deadline-s", type=float, default=None, help="start no offline rate after this")
+    p.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="TRACE@SCALE:WINDOW_S",
+        help="after the scales, replay this trace at this scale for WINDOW_S wall seconds on the same server "
+        "(repeatable; e.g. .traces/mooncake_synthetic_trace.csv@0.25:60)",
+    )
+    p.add_argument("--max-model-len", type=int, default=None, help="vLLM --max-model-len (default: 8704)")
+    p.add_argument(
+        "--max-num-batched-tokens",
+        type=int,
+        default=None,
+        help="vLLM chunked-prefill budget (default: vLLM's)",
+    )
     args = p.parse_args(argv)
     if args.smoke:
         args.model, args.device = "tiny", "cpu"
@@ -106,15 +121,30 @@ def make_servers(args: argparse.Namespace) -> list[ServerProcess]:
         mode=args.vllm_mode,
         max_num_seqs=args.max_num_seqs,
         log_dir=logs,
+        max_model_len=args.max_model_len,
+        max_num_batched_tokens=args.max_num_batched_tokens,
         transformers_cb=(256, 64, 2048)
         if args.device == "cpu"
         else (256, 1024, 8192),  # 1024 x 256 tokens: ~34 GB of KV for 8B
     )
 
 
-def requests_for(args: argparse.Namespace, scale: float) -> list[Request]:
-    trace = load_trace(args.trace)
-    reqs = schedule_from_trace(trace, scale, (args.window_start_s, args.window_s * scale))
+def parse_extra(spec: str) -> tuple[str, float, float]:
+    """`TRACE@SCALE:WINDOW_S` → (trace, scale, wall window in seconds)."""
+    try:
+        trace, rest = spec.rsplit("@", 1)
+        scale, window = rest.split(":")
+        return trace, float(scale), float(window)
+    except ValueError:
+        raise SystemExit(f"bad --extra {spec!r}: expected TRACE@SCALE:WINDOW_S") from None
+
+
+def requests_for(
+    args: argparse.Namespace, scale: float, trace_name: str | None = None, window_s: float | None = None
+) -> list[Request]:
+    trace = load_trace(trace_name or args.trace)
+    wall = args.window_s if window_s is None else window_s
+    reqs = schedule_from_trace(trace, scale, (args.window_start_s, wall * scale))
     cap_in, cap_out = args.max_input_tokens, args.max_output_tokens
     return [
         Request(
@@ -261,7 +291,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     root.setLevel(logging.INFO)
     slo_s = parse_slo(args.slo)
     scales = [float(x) for x in args.scales.split(",")]
-    plans = {scale: requests_for(args, scale) for scale in scales}  # bad input fails before the server starts
+    # (trace, scale, wall window) per run, all on one server; bad input fails before the server starts
+    runs = [(args.trace, scale, args.window_s) for scale in scales] + [parse_extra(e) for e in args.extra]
+    plans = [(t, scale, w, requests_for(args, scale, t, w)) for t, scale, w in runs]
     gpus: list[Any] = []
     notes: list[str] = []
     if args.device == "cuda":
@@ -284,6 +316,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "slo": args.slo,
         "vllm_mode": args.vllm_mode if args.server == "vllm" else None,
         "max_num_seqs": args.max_num_seqs if args.server == "vllm" else None,
+        "max_num_batched_tokens": args.max_num_batched_tokens,
+        "extra": args.extra,
         "notes": notes,
         "rates": [],
     }
@@ -299,13 +333,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             with ServerGroup(servers) as started, Store(args.out / "serving.db") as store:
                 result["server_startup_s"] = started[0].startup_s
                 log.info("server up after %.1f s", started[0].startup_s or math.nan)
-                for scale, reqs in plans.items():
+                for trace_name, scale, window_s, reqs in plans:
                     config = {
                         "server": args.server,
                         "model": args.model,
-                        "trace": args.trace,
+                        "trace": trace_name,
                         "time_scale": scale,
-                        "window": f"{args.window_start_s},{args.window_s * scale}",
+                        "window": f"{args.window_start_s},{window_s * scale}",
                         "benchmark": "online_gpu",
                     }
                     run = replay_servers(
@@ -316,13 +350,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         slo_s=slo_s,
                         timeout_s=args.timeout_s,
                         idle_s=args.idle_s,
-                        max_duration_s=args.window_s + 1.0,
+                        max_duration_s=window_s + 1.0,
                     )
                     write_serving_run(store, run)
-                    row = row_of(run, scale, len(reqs))
+                    row = {"trace": trace_name, "window_s": window_s} | row_of(run, scale, len(reqs))
                     result["rates"].append(row)
                     print(
-                        f"scale {scale:g}: {row['ok']}/{row['requests']} ok, p90 TTFT {row['ttft_p90_s']}, "
+                        f"{trace_name} scale {scale:g}: {row['ok']}/{row['requests']} ok, p90 TTFT {row['ttft_p90_s']}, "
                         f"p90 TPOT {row['tpot_p90_s']}, SLO {row['slo_attainment_pct']}%, "
                         f"J/req client {row['client_j_per_request']} gpu {row['gpu_j_per_request']}, "
                         f"lag {row['frontend_lag']}",

@@ -97,9 +97,15 @@ def _online(rec: Any, trace: str, slo_s: dict[str, float], names: list[str]) -> 
     if prof.engine != "vllm":
         raise ConfigError(f"--validate-online launches vLLM; the choice's profile is {prof.engine}")
     return check_online(
-        rec, trace, slo_s=slo_s, servers=vllm_servers(prof.model, prof.mode or "cudagraphs"), gpus=gpus,
+        rec, trace, slo_s=slo_s, gpus=gpus,
+        servers=vllm_servers(prof.model, prof.mode or "cudagraphs", _chunk_tokens(prof)),
         on_status=lambda text: err_console.print(esc(text), highlight=False),
     )  # fmt: skip
+
+
+def _chunk_tokens(prof: Any) -> int | None:
+    """The profile's chunked-prefill budget (what the simulation assumed); None without a physical fit."""
+    return None if prof.physical is None else int(prof.physical.prefill_chunk_tokens)
 
 
 def _render_checks(checks: list[Any]) -> None:

@@ -44,12 +44,22 @@ class OnlineCheck:
         return {**asdict(self), "energy_ratio": self.energy_ratio}
 
 
-def vllm_servers(model: str, mode: str = "cudagraphs") -> ServerFactory:
-    """Launch a candidate as vLLM servers on this machine's GPUs (one per instance)."""
+def vllm_servers(
+    model: str, mode: str = "cudagraphs", max_num_batched_tokens: int | None = None
+) -> ServerFactory:
+    """Launch a candidate as vLLM servers on this machine's GPUs (one per instance).
+
+    `max_num_batched_tokens` is the profile's chunked-prefill budget, so the server runs what was simulated
+    (vLLM's API server would otherwise take its own default, 8192 on an H100/H200, not the 16384 of the
+    offline engine the profile was calibrated on).
+    """
     from llm_energy.serving.servers import launch_servers
 
     def make(c: SimCandidate) -> Sequence[Any]:
-        return launch_servers("vllm", model, replicas=c.instances, mode=mode, max_num_seqs=c.max_num_seqs)
+        return launch_servers(
+            "vllm", model, replicas=c.instances, mode=mode, max_num_seqs=c.max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens,
+        )  # fmt: skip
 
     return make
 

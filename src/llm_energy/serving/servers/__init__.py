@@ -171,6 +171,7 @@ def launch_servers(
     transformers_cb: tuple[int, int, int] = (256, 64, 2048),
     max_model_len: int | None = None,
     usage_stats: bool = False,
+    max_num_batched_tokens: int | None = None,
 ) -> list[ServerProcess]:
     """Return (not started) `replicas` servers of `kind` for bundled architecture `model`.
 
@@ -190,6 +191,7 @@ def launch_servers(
         transformers_cb: transformers only: (block size, number of blocks, max batch tokens).
         max_model_len: vLLM only: `--max-model-len` (None: vLLM engine's default, 8704).
         usage_stats: vLLM only: let vLLM report usage statistics (off by default).
+        max_num_batched_tokens: vLLM only: `--max-num-batched-tokens` (None: vLLM's server default).
 
     Raises:
         ConfigError: Unknown kind or model, replicas < 1, or a bad device; before anything starts.
@@ -209,6 +211,7 @@ def launch_servers(
         mode=mode,
         max_num_seqs=max_num_seqs,
         max_model_len=max_model_len,
+        max_num_batched_tokens=max_num_batched_tokens,
         usage_stats=usage_stats,
         cache_root=cache_root,
         transformers_cb=transformers_cb,

@@ -40,6 +40,9 @@ class LaunchSettings:
         mode: vLLM: `cudagraphs` or `eager`.
         max_num_seqs: vLLM: `--max-num-seqs`.
         max_model_len: vLLM: `--max-model-len` (None: sized for the replay, else vLLM's default).
+        max_num_batched_tokens: vLLM: `--max-num-batched-tokens`, the chunked-prefill token budget per step
+            (None: vLLM's default for its API server, 8192 on an H100/H200, where the offline `LLM` uses
+            16384: a profile calibrated offline states its own, and a replay meant to match it passes it).
         usage_stats: vLLM: let it report usage statistics (off by default).
         cache_root: transformers: checkpoint cache root (None: the default).
         transformers_cb: transformers: (block size, number of blocks, max batch tokens).
@@ -49,6 +52,7 @@ class LaunchSettings:
     mode: str = "cudagraphs"
     max_num_seqs: int = 256
     max_model_len: int | None = None
+    max_num_batched_tokens: int | None = None
     usage_stats: bool = False
     cache_root: Path | None = None
     transformers_cb: tuple[int, int, int] = (256, 64, 2048)

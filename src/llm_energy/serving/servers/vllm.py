@@ -48,6 +48,8 @@ class VllmServerConfig:
         max_model_len: `--max-model-len`; None: 8704 clipped to the architecture's context (a
             replay passes its longest request, `max_model_len_for`).
         gpu_memory_utilization: `--gpu-memory-utilization`.
+        max_num_batched_tokens: `--max-num-batched-tokens` (the chunked-prefill budget per step); None:
+            vLLM's default for its API server.
         seed: `--seed`.
         usage_stats: Let vLLM report usage statistics; by default the server runs with
             `VLLM_NO_USAGE_STATS=1` and `DO_NOT_TRACK=1` (`engines.vllm.NO_USAGE_STATS_ENV`).
@@ -61,6 +63,7 @@ class VllmServerConfig:
         dtype: str = "bfloat16",
         max_model_len: int | None = None,
         gpu_memory_utilization: float = 0.85,
+        max_num_batched_tokens: int | None = None,
         seed: int = 0,
         usage_stats: bool = False,
     ) -> None:
@@ -70,6 +73,9 @@ class VllmServerConfig:
             raise ConfigError(f"vllm max_num_seqs must be ≥ 1, got {max_num_seqs}")
         if not 0 < gpu_memory_utilization <= 1:
             raise ConfigError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+        if max_num_batched_tokens is not None and max_num_batched_tokens < 1:
+            raise ConfigError(f"vllm max_num_batched_tokens must be ≥ 1, got {max_num_batched_tokens}")
+        self.max_num_batched_tokens = max_num_batched_tokens
         self.mode = mode
         self.max_num_seqs = max_num_seqs
         self.dtype = dtype
@@ -162,6 +168,8 @@ def vllm_command(model_dir: Path, port: int, config: VllmServerConfig, max_model
         "--port",
         str(port),
     ]
+    if config.max_num_batched_tokens is not None:
+        argv += ["--max-num-batched-tokens", str(config.max_num_batched_tokens)]
     if config.mode == "eager":
         argv.append("--enforce-eager")
     return argv
@@ -252,6 +260,7 @@ class VllmServer(ServerBackend):
             settings.mode,
             max_num_seqs=settings.max_num_seqs,
             max_model_len=settings.max_model_len,
+            max_num_batched_tokens=settings.max_num_batched_tokens,
             usage_stats=settings.usage_stats,
         )
         timeout: dict[str, Any] = (

@@ -156,6 +156,13 @@ def test_vllm_command_line_and_config_dir():
     assert server.token_id_range[1] <= arch.vocab_size  # prompts stay inside the tiny vocabulary
     graphs = vllm_command(model_dir, 1, VllmServerConfig("cudagraphs"), 4096)
     assert "--enforce-eager" not in graphs
+    # prefix caching off: a replay's prompts repeat by request index across runs on one server
+    assert "--no-enable-prefix-caching" in argv and "--no-enable-prefix-caching" in graphs
+    assert "--max-num-batched-tokens" not in graphs  # vLLM's own default unless asked
+    chunked = vllm_command(model_dir, 1, VllmServerConfig(max_num_batched_tokens=16384), 4096)
+    assert chunked[chunked.index("--max-num-batched-tokens") + 1] == "16384"
+    with pytest.raises(ConfigError, match="max_num_batched_tokens must be ≥ 1, got 0"):
+        VllmServerConfig(max_num_batched_tokens=0)
 
 
 def test_launch_rejects_bad_input_before_starting_anything():

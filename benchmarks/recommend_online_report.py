@@ -1,0 +1,137 @@
+"""The recommender against a measured online grid: one row per configuration replayed on the same window.
+
+Reads `online_gpu.py` result folders (online_gpu.json, serving.db or serving.db.xz) that replayed the same trace
+window, and the recommendation made before them (`recommend --scorer simulate --json`), and prints one table.
+Per configuration:
+
+- **whole-replay energy**: every meter window from the first request sent to the last token, / requests (all
+  configurations served the same requests, so this is the energy of the same work); and the same **on a common
+  span**: the slowest configuration's span, the faster ones' remaining time costed at their own measured idle
+  power (the GPU would sit idle, not switch off);
+- the steady-state J/request `replay` reports (warm-up and drain left out; with 456 requests in 30 s that
+  leaves the window to fewer than 310 completions, which is why the whole replay is the comparison);
+- p90 TTFT/TPOT, SLO attainment, the decoding concurrency (requests between first token and last, sampled
+  over the span), mean power, and the simulator's figures where the recommendation scored the configuration.
+
+    PYTHONPATH=src python3 benchmarks/recommend_online_report.py \
+        --recommendation docs/results/2026-12-02-h200-recommend-online/recommendation.json \
+        cudagraphs-256=docs/results/2026-12-02-h200-simulator-online/online:4 \
+        cudagraphs-128=docs/results/2026-12-02-h200-recommend-online/grid-cudagraphs-128 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import lzma
+import sqlite3
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _connect(folder: Path, tmp: Path) -> sqlite3.Connection:
+    plain = folder / "serving.db"
+    if not plain.exists():
+        plain = tmp / f"{folder.name}-{abs(hash(str(folder)))}.db"
+        plain.write_bytes(lzma.decompress((folder / "serving.db.xz").read_bytes()))
+    return sqlite3.connect(plain)
+
+
+def measure(name: str, spec: str, tmp: Path) -> dict[str, Any]:
+    """The figures of one configuration's run (FOLDER[:SCALE], the run at that time scale)."""
+    folder_s, _, scale_s = spec.partition(":")
+    folder = Path(folder_s)
+    result = json.loads((folder / "online_gpu.json").read_text())
+    runs = [r for r in result["rates"] if not scale_s or r["time_scale"] == float(scale_s)]
+    run = runs[0]
+    con = _connect(folder, tmp)
+    q = np.array(
+        con.execute(
+            "SELECT sent_s, first_token_s, done_s FROM serving_requests WHERE run_id = ?", (run["run_id"],)
+        ).fetchall(),
+        float,
+    )
+    iv = np.array(
+        con.execute(
+            "SELECT start_s, end_s, energy_j FROM serving_intervals WHERE run_id = ? ORDER BY start_s",
+            (run["run_id"],),
+        ).fetchall(),
+        float,
+    )
+    s0, s1 = float(q[:, 0].min()), float(np.nanmax(q[:, 2]))
+    keep = (iv[:, 1] > s0) & (iv[:, 0] < s1)
+    energy_j = float(iv[keep, 2].sum())
+    metered_s = float(iv[keep, 1].max() - iv[keep, 0].min())
+    t = np.linspace(s0, s1, 4000)
+    decoding = ((q[:, 1][None] <= t[:, None]) & (q[:, 2][None] > t[:, None])).sum(1)
+    return {
+        "name": name,
+        "mode": result["vllm_mode"],
+        "max_num_seqs": result["max_num_seqs"],
+        "requests": run["requests"],
+        "ok": run["ok"],
+        "span_s": s1 - s0,
+        "metered_s": metered_s,
+        "energy_j": energy_j,
+        "mean_power_w": energy_j / metered_s,
+        "idle_power_w": run["idle_power_w"],
+        "steady_j_per_request": run["steady_j_per_request"],
+        "ttft_p90_s": run["ttft_p90_s"],
+        "tpot_p90_s": run["tpot_p90_s"],
+        "slo_attainment_pct": run["slo_attainment_pct"],
+        "decoding_mean": float(decoding.mean()),
+        "decoding_p90": float(np.percentile(decoding, 90)),
+        "server_startup_s": result.get("server_startup_s"),
+    }
+
+
+def table(rows: list[dict[str, Any]], rec: dict[str, Any] | None) -> str:
+    """Markdown, with the common-span energy and the ratio to the least of it among those meeting the SLO."""
+    span = max(r["metered_s"] for r in rows)
+    for r in rows:
+        r["common_span_j"] = r["energy_j"] + (span - r["metered_s"]) * r["idle_power_w"]
+    ok = [r for r in rows if r["slo_attainment_pct"] >= 99.0]
+    best = min(r["common_span_j"] for r in ok) if ok else float("nan")
+    sims = {c["max_num_seqs"]: c for c in (rec or {}).get("candidates", [])}
+    lines = [
+        f"common span: {span:.1f} s",
+        "| configuration | J/request, whole replay | J/request, common span | vs best | steady J/request "
+        "| simulated J/request | p90 TTFT ms | p90 TPOT ms | SLO % | decoding mean / p90 | mean W |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        sim = sims.get(r["max_num_seqs"]) if r["mode"] == "cudagraphs" else None
+        lines.append(
+            f"| {r['name']} | {r['energy_j'] / r['requests']:.2f} | {r['common_span_j'] / r['requests']:.2f} | "
+            f"{r['common_span_j'] / best:.3f}× | {r['steady_j_per_request']:.2f} | "
+            f"{'—' if sim is None else format(sim['energy_per_request_j'], '.2f')} | {r['ttft_p90_s'] * 1e3:,.0f} | "
+            f"{r['tpot_p90_s'] * 1e3:.1f} | {r['slo_attainment_pct']:.0f} | {r['decoding_mean']:.0f} / "
+            f"{r['decoding_p90']:.0f} | {r['mean_power_w']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("configs", nargs="+", help="NAME=FOLDER[:SCALE]")
+    ap.add_argument("--recommendation", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    rec = json.loads(args.recommendation.read_text()) if args.recommendation else None
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [measure(*c.split("=", 1), Path(tmp)) for c in args.configs]
+    print(table(rows, rec))
+    if rec is not None:
+        print(f"recommendation: choice max_num_seqs {rec['choice']['max_num_seqs']}, runner-up "
+              f"{rec['runner_up']['max_num_seqs']}")  # fmt: skip
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

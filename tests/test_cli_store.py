@@ -60,8 +60,19 @@ def _foreign(path: Path) -> bytes:
     "args",
     [
         READERS["export"],
-        ["measure", "--engine", "simulated", "--model", "sim", "--batch-size", "1", "--input-len", "8",
-         "--output-len", "2"],
+        [
+            "measure",
+            "--engine",
+            "simulated",
+            "--model",
+            "sim",
+            "--batch-size",
+            "1",
+            "--input-len",
+            "8",
+            "--output-len",
+            "2",
+        ],
     ],
     ids=["reader", "writer"],
 )

@@ -85,3 +85,39 @@ def test_validate_online_without_a_gpu_is_one_clear_error():
     assert (
         "--validate-online replays through vLLM on this machine's GPUs, and there is none here" in res.output
     )
+
+
+def test_online_check_compares_whole_replays_on_a_common_span():
+    """With a metered (simulated, 300 W) GPU, each check carries the whole replay's energy and span, and the
+    common span fills the faster replay's remaining time at its idle power."""
+    import time
+
+    from llm_energy.meters.simulated import constant_gpu_on
+    from llm_energy.recommend.online_check import check_online, common_span, replay_energy
+    from llm_energy.serving.servers.stub import stub_server
+
+    profiles = {"h200-llama-3.1-8b-vllm": load_profile("h200-llama-3.1-8b-vllm")}
+    rec = recommend_by_simulation("azure-conv", profiles, gpus=1, slo_s={"ttft": 2.0}, window=(0.0, 4.0))
+    gpu, _ = constant_gpu_on(time.perf_counter, power_w=300.0)
+    delays = iter([0.0005, 0.004])  # the runner-up streams 8x slower: its replay lasts longer
+
+    def servers(c):
+        return [stub_server(token_delay_s=next(delays))]
+
+    checks = check_online(rec, "azure-conv", slo_s={"ttft": 2.0}, servers=servers, gpus=[gpu], idle_s=0.2)
+    fast, slow = checks
+    for c in checks:
+        assert c.replay_energy_j is not None and c.replay_span_s is not None and c.requests_sent > 0
+        # a constant 300 W GPU: the replay's joules are 300 W x its metered seconds
+        assert abs(c.replay_energy_j - 300.0 * c.replay_span_s) <= 0.05 * c.replay_energy_j
+        assert c.idle_power_w is not None and abs(c.idle_power_w - 300.0) < 15.0
+    assert slow.replay_span_s > fast.replay_span_s
+    span = common_span(checks)
+    # the slower replay is the span: its own figure is its whole replay per request
+    assert abs(span["runner-up"] - slow.replay_energy_j / slow.requests_sent) < 1e-9
+    expected_fast = (fast.replay_energy_j + (slow.replay_span_s - fast.replay_span_s) * fast.idle_power_w) / (
+        fast.requests_sent
+    )
+    assert abs(span["choice"] - expected_fast) < 1e-9
+    assert replay_energy([], [(0.0, 1.0, 5.0)]) is None
+    assert common_span([]) == {}

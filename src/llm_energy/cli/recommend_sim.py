@@ -54,7 +54,7 @@ def run_simulated_recommend(
     rec = _guard(run)
     checks = _guard(lambda: _online(rec, trace, slo_s, names)) if validate_online and rec.choice else []
     if as_json:
-        payload = rec.to_dict() | ({"online": [c.to_dict() for c in checks]} if validate_online else {})
+        payload = rec.to_dict() | (_online_payload(checks) if validate_online else {})
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
     else:
         _render(rec, trace)
@@ -103,30 +103,49 @@ def _online(rec: Any, trace: str, slo_s: dict[str, float], names: list[str]) -> 
     )  # fmt: skip
 
 
+def _online_payload(checks: list[Any]) -> dict[str, Any]:
+    from llm_energy.recommend.online_check import common_span
+
+    return {"online": [c.to_dict() for c in checks], "online_common_span_j_per_request": common_span(checks)}
+
+
 def _chunk_tokens(prof: Any) -> int | None:
     """The profile's chunked-prefill budget (what the simulation assumed); None without a physical fit."""
     return None if prof.physical is None else int(prof.physical.prefill_chunk_tokens)
 
 
 def _render_checks(checks: list[Any]) -> None:
+    from llm_energy.recommend.online_check import common_span
+
+    span = common_span(checks)
     t = Table(title="measured online (same trace window) vs simulated")
     for col in (
         "role",
         "simulated J/req",
-        "measured J/req",
-        "sim/meas",
+        "measured J/req, common span",
+        "steady J/req",
         "p90 TTFT ms",
         "p90 TPOT ms",
         "SLO %",
     ):
         t.add_column(col, justify="right")
+
+    def num(x: float | None, fmt: str) -> str:
+        return "—" if x is None else format(x, fmt)
+
     for c in checks:
-        m = c.measured_energy_per_request_j
         t.add_row(
-            c.role, f"{c.candidate.steady_energy_per_request_j:,.1f}", "—" if m is None else f"{m:,.1f}",
-            "—" if c.energy_ratio is None else f"{c.energy_ratio:.2f}",
-            "—" if c.measured_ttft_p90_s is None else f"{c.measured_ttft_p90_s * 1e3:,.0f}",
-            "—" if c.measured_tpot_p90_s is None else f"{c.measured_tpot_p90_s * 1e3:.1f}",
-            "—" if c.measured_attainment_pct is None else f"{c.measured_attainment_pct:.1f}",
+            c.role, f"{c.candidate.energy_per_request_j:,.1f}", num(span.get(c.role), ",.1f"),
+            num(c.measured_energy_per_request_j, ",.1f"),
+            num(None if c.measured_ttft_p90_s is None else c.measured_ttft_p90_s * 1e3, ",.0f"),
+            num(None if c.measured_tpot_p90_s is None else c.measured_tpot_p90_s * 1e3, ".1f"),
+            num(c.measured_attainment_pct, ".1f"),
         )  # fmt: skip
     console.print(fold(t))
+    choice, runner = span.get("choice"), span.get("runner-up")
+    if choice is not None and runner is not None:
+        verdict = "holds" if choice <= runner else "does not hold"
+        console.print(
+            f"on a common span the choice measured {choice:,.1f} J/request, the runner-up {runner:,.1f}: "
+            f"the recommendation {verdict}"
+        )

@@ -1,11 +1,16 @@
 """`recommend --scorer simulate --validate-online`: the choice and the runner-up replayed on real servers.
 
-Each of the two configurations is launched as it was simulated (vLLM, its `max_num_seqs`, one replica per
-instance, one GPU each) and sent the same trace window at the trace's own timestamps (`replay`'s machinery:
-warm-up, idle power, consecutive meter windows, steady-state energy with warm-up and drain left out). The
-measured steady-state J/request and p90 TTFT/TPOT stand beside what the simulator said, and the two measured
-runs are compared with each other: the recommendation holds when the choice measures no more energy than the
-runner-up while meeting the SLO. Without a GPU the replay still runs (latency only) and says so.
+Each of the two configurations is launched as it was simulated (vLLM, its `max_num_seqs`, its chunked-prefill
+budget, one replica per instance, one GPU each) and sent the same trace window at the trace's own timestamps
+(`replay`'s machinery: warm-up, idle power, consecutive meter windows). The two runs served the same requests,
+so they are compared on the energy of the whole replay (every meter window from the first request sent to
+the last token) over a **common span**: the faster run's remaining seconds until the slower one finished are
+costed at its own idle power (`common_span_j_per_request`). The steady-state J/request `replay` reports
+(warm-up and drain left out) stands beside it, but it ranks short replays by when requests finish, not by
+what they cost: on the H200, 456 requests in 30 s, it ranked the least-energy configuration last
+(docs/results/recommend-online-h200.md). The recommendation holds when the choice costs no more than the
+runner-up on the common span while meeting the SLO. Without a GPU the replay still runs (latency only)
+and says so.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ class OnlineCheck:
     measured_attainment_pct: float | None
     requests_ok: int
     notes: tuple[str, ...]
+    replay_energy_j: float | None = None
+    replay_span_s: float | None = None
+    idle_power_w: float | None = None
+    requests_sent: int = 0
 
     @property
     def energy_ratio(self) -> float | None:
@@ -39,9 +48,41 @@ class OnlineCheck:
         m = self.measured_energy_per_request_j
         return None if not m else self.candidate.steady_energy_per_request_j / m
 
+    def common_span_j_per_request(self, span_s: float) -> float | None:
+        """Whole-replay joules per request sent, its idle power filling the time until `span_s`."""
+        if self.replay_energy_j is None or self.replay_span_s is None or not self.requests_sent:
+            return None
+        idle_j = max(span_s - self.replay_span_s, 0.0) * (self.idle_power_w or 0.0)
+        return (self.replay_energy_j + idle_j) / self.requests_sent
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {**asdict(self), "energy_ratio": self.energy_ratio}
+
+
+def replay_energy(
+    records: Sequence[Any], intervals: Sequence[tuple[float, float, float]]
+) -> tuple[float, float] | None:
+    """Joules and seconds of the meter windows overlapping [first request sent, last request done].
+
+    None without records or meter windows. Consecutive windows tile the replay (`replay_servers`), so
+    their sum is the energy of serving every request, warm-up and drain included.
+    """
+    if not records or not intervals:
+        return None
+    start_s = min(r.sent_s for r in records)
+    end_s = max(r.done_s for r in records)
+    inside = [(a, b, j) for a, b, j in intervals if b > start_s and a < end_s]
+    if not inside:
+        return None
+    return sum(j for _, _, j in inside), max(b for _, b, _ in inside) - min(a for a, _, _ in inside)
+
+
+def common_span(checks: Sequence[OnlineCheck]) -> dict[str, float | None]:
+    """Each check's J/request on the slowest replay's span (role → J/request; None without a GPU)."""
+    spans = [c.replay_span_s for c in checks if c.replay_span_s is not None]
+    span_s = max(spans) if spans else 0.0
+    return {c.role: c.common_span_j_per_request(span_s) for c in checks}
 
 
 def vllm_servers(
@@ -93,6 +134,7 @@ def check_online(
                 config={"recommend": role, "candidate": asdict(cand), "trace": trace},
             )  # fmt: skip
         s = run.summary
+        whole = replay_energy(run.records, run.intervals) if gpus else None
         out.append(
             OnlineCheck(
                 role=role,
@@ -103,6 +145,10 @@ def check_online(
                 measured_attainment_pct=s.slo_attainment_pct,
                 requests_ok=s.ok,
                 notes=tuple(run.notes) + (() if gpus else ("no GPU metered here: latency only",)),
+                replay_energy_j=None if whole is None else whole[0],
+                replay_span_s=None if whole is None else whole[1],
+                idle_power_w=run.idle_power_w,
+                requests_sent=len(requests),
             )  # fmt: skip
         )
     return out

@@ -5,7 +5,7 @@ in open or closed loop and returns one `RequestRecord` per request sent, failure
 `summarise`, `steady_state_window`, `serving_energy` and `attribute_energy` are pure functions over
 those records. `servers` launches transformers serve / vLLM (or wraps a URL; each server kind is a
 `ServerBackend` in `SERVERS`), `balancer` spreads
-requests over replicas, `lag` detects frontend lag, and `replay_servers` runs one measured session.
+requests over replicas, `lag` detects frontend lag, and `replay_servers` runs one measured replay.
 `StubServer` is a local streaming stub for tests, demos and benchmarks. Importing this
 package imports httpx but nothing heavy.
 """

@@ -73,7 +73,10 @@ def test_report_prints_every_table_from_the_json(
         assert heading in text
     crossover_rows = [line for line in text.splitlines() if line.startswith("| 0.9 |")]
     assert len(crossover_rows) == 1
-    assert crossover_rows[0].count("|") == 6  # α, batches 1 and 2, two crossovers: five cells
+    header = next(line for line in text.splitlines() if line.startswith("| α |"))
+    # α, one cell per batch with a draft cost, two crossovers: as many cells as the header names. (Which
+    # batches have a draft cost from the α = 1 decode depends on CPU timings here: one or both.)
+    assert crossover_rows[0].count("|") == header.count("|") >= 5
 
 
 def test_only_runs_the_selected_points_and_builds_only_what_they_need(

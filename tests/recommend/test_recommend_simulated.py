@@ -121,3 +121,26 @@ def test_online_check_compares_whole_replays_on_a_common_span():
     assert abs(span["choice"] - expected_fast) < 1e-9
     assert replay_energy([], [(0.0, 1.0, 5.0)]) is None
     assert common_span([]) == {}
+
+
+def test_the_online_table_says_whether_the_choice_held_on_the_common_span(capsys):
+    """The rendered check: each role's common-span J/request, and the verdict from them (real records)."""
+    from dataclasses import replace
+
+    from llm_energy.cli.recommend_sim import _render_checks
+    from llm_energy.recommend.online_check import OnlineCheck
+
+    profiles = {"h200-llama-3.1-8b-vllm": load_profile("h200-llama-3.1-8b-vllm")}
+    rec = recommend_by_simulation("azure-conv", profiles, gpus=1, slo_s={"ttft": 2.0}, window=(0.0, 60.0))
+    base = OnlineCheck("choice", rec.choice, 40.0, 0.1, 0.01, 100.0, 10, (), 400.0, 30.0, 100.0, 10)
+    # runner-up: 380 J over 36 s; the choice: 400 J over 30 s + 6 s x 100 W idle = 1,000 J -> 100 J/request
+    checks = [
+        base,
+        replace(base, role="runner-up", candidate=rec.runner_up, replay_energy_j=380.0, replay_span_s=36.0),
+    ]
+    _render_checks(checks)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the choice measured 100.0 J/request, the runner-up 38.0: the recommendation does not hold" in out
+    _render_checks([replace(checks[0], replay_energy_j=300.0, replay_span_s=36.0), checks[1]])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the choice measured 30.0 J/request, the runner-up 38.0: the recommendation holds" in out

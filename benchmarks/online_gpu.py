@@ -139,12 +139,10 @@ def parse_extra(spec: str) -> tuple[str, float, float]:
         raise SystemExit(f"bad --extra {spec!r}: expected TRACE@SCALE:WINDOW_S") from None
 
 
-def requests_for(
-    args: argparse.Namespace, scale: float, trace_name: str | None = None, window_s: float | None = None
-) -> list[Request]:
-    trace = load_trace(trace_name or args.trace)
-    wall = args.window_s if window_s is None else window_s
-    reqs = schedule_from_trace(trace, scale, (args.window_start_s, wall * scale))
+def requests_for(args: argparse.Namespace, trace_name: str, scale: float, window_s: float) -> list[Request]:
+    """The requests of `trace_name` sent in `window_s` wall seconds at `scale`, lengths clipped as asked."""
+    trace = load_trace(trace_name)
+    reqs = schedule_from_trace(trace, scale, (args.window_start_s, window_s * scale))
     cap_in, cap_out = args.max_input_tokens, args.max_output_tokens
     return [
         Request(
@@ -293,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     scales = [float(x) for x in args.scales.split(",")]
     # (trace, scale, wall window) per run, all on one server; bad input fails before the server starts
     runs = [(args.trace, scale, args.window_s) for scale in scales] + [parse_extra(e) for e in args.extra]
-    plans = [(t, scale, w, requests_for(args, scale, t, w)) for t, scale, w in runs]
+    plans = [(t, scale, w, requests_for(args, t, scale, w)) for t, scale, w in runs]
     gpus: list[Any] = []
     notes: list[str] = []
     if args.device == "cuda":

@@ -23,22 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import lzma
 import sqlite3
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from simulator_vs_online import serving_db  # the sibling script: serving.db, or serving.db.xz unpacked
 
-
-def _connect(folder: Path, tmp: Path) -> sqlite3.Connection:
-    plain = folder / "serving.db"
-    if not plain.exists():
-        plain = tmp / f"{folder.name}-{abs(hash(str(folder)))}.db"
-        plain.write_bytes(lzma.decompress((folder / "serving.db.xz").read_bytes()))
-    return sqlite3.connect(plain)
+from llm_energy.recommend.online_check import replay_energy
 
 
 def measure(name: str, spec: str, tmp: Path) -> dict[str, Any]:
@@ -48,7 +43,7 @@ def measure(name: str, spec: str, tmp: Path) -> dict[str, Any]:
     result = json.loads((folder / "online_gpu.json").read_text())
     runs = [r for r in result["rates"] if not scale_s or r["time_scale"] == float(scale_s)]
     run = runs[0]
-    con = _connect(folder, tmp)
+    con = sqlite3.connect(serving_db(folder, tmp))
     q = np.array(
         con.execute(
             "SELECT sent_s, first_token_s, done_s FROM serving_requests WHERE run_id = ?", (run["run_id"],)
@@ -63,9 +58,13 @@ def measure(name: str, spec: str, tmp: Path) -> dict[str, Any]:
         float,
     )
     s0, s1 = float(q[:, 0].min()), float(np.nanmax(q[:, 2]))
-    keep = (iv[:, 1] > s0) & (iv[:, 0] < s1)
-    energy_j = float(iv[keep, 2].sum())
-    metered_s = float(iv[keep, 1].max() - iv[keep, 0].min())
+    # the same whole-replay energy `recommend --validate-online` takes: meter windows over [first sent, last done]
+    whole = replay_energy(
+        [SimpleNamespace(sent_s=a, done_s=c) for a, _, c in q], [tuple(w) for w in iv.tolist()]
+    )
+    if whole is None:
+        raise SystemExit(f"{folder}: run {run['run_id']} has no requests or no meter windows")
+    energy_j, metered_s = whole
     t = np.linspace(s0, s1, 4000)
     decoding = ((q[:, 1][None] <= t[:, None]) & (q[:, 2][None] > t[:, None])).sum(1)
     return {

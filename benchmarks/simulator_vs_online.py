@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 
-def _db(folder: Path, tmp: Path) -> Path:
+def serving_db(folder: Path, tmp: Path) -> Path:
     """serving.db of a folder, unpacked from serving.db.xz where that is how it is kept."""
     plain = folder / "serving.db"
     if plain.exists():
@@ -45,7 +45,7 @@ def measured_rows(spec: str, tmp: Path) -> list[dict[str, Any]]:
     folder = Path(folder_s)
     keep = {float(s) for s in scales_s.split(",")} if scales_s else None
     result = json.loads((folder / "online_gpu.json").read_text())
-    con = sqlite3.connect(_db(folder, tmp))
+    con = sqlite3.connect(serving_db(folder, tmp))
     rows = []
     for r in result["rates"]:
         if keep is not None and r["time_scale"] not in keep:

@@ -218,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
                 from dataclasses import replace
 
                 result = replace(result, latency_note=f"{result.latency_note} [{note}]".strip())
-                path = out / f"val-{args.engine}-{point.mode}-{name}-b{batch}.json"
+                label = Path(name).stem if Path(name).suffix else name  # a trace file: its stem, no folders
+                path = out / f"val-{args.engine}-{point.mode}-{label}-b{batch}.json"
                 result.save(path)
                 written += 1
                 log.info(

@@ -30,9 +30,8 @@ def _time_ms(fn: Callable[[], Any], sync: Callable[[], None], n: int) -> float:
 
 
 def _top_cpu_ops(engine: Any, k: int = 10) -> list[dict[str, Any]]:
-    from torch.profiler import ProfilerActivity, profile
-
     import torch
+    from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with profile(activities=acts) as prof:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
+import pytest
 from typer.testing import CliRunner
 
 from llm_energy.cli import app
+from llm_energy.errors import ConfigError
 from llm_energy.modeling.profile import load_profile
 from llm_energy.recommend.simulated import pareto, recommend_by_simulation
 
@@ -144,3 +147,29 @@ def test_the_online_table_says_whether_the_choice_held_on_the_common_span(capsys
     _render_checks([replace(checks[0], replay_energy_j=300.0, replay_span_s=36.0), checks[1]])
     out = " ".join(capsys.readouterr().out.split())
     assert "the choice measured 30.0 J/request, the runner-up 38.0: the recommendation holds" in out
+
+
+def test_online_launch_serves_each_candidate_in_its_own_profiles_mode():
+    """A choice from the H200 eager profile and a runner-up from the CUDA-graphs one (as on the 4x Azure conv
+    window) are each launched in their own mode with their profile's chunk, not both in the choice's mode."""
+    from llm_energy.cli.recommend_sim import launch_settings
+    from llm_energy.recommend.simulated import SimRecommendation
+
+    names = ("h200-llama-3.1-8b-vllm", "h200-llama-3.1-8b-vllm-eager")
+    rec = recommend_by_simulation(
+        "azure-conv", {n: load_profile(n) for n in names}, gpus=1, slo_s={"ttft": 2.0}, window=(0.0, 4.0)
+    )
+    best = {
+        n: min((c for c in rec.candidates if c.profile == n), key=lambda c: c.energy_per_request_j)
+        for n in names
+    }
+    mixed = SimRecommendation(rec.candidates, best[names[1]], best[names[0]], [], rec.window, [])
+    launch = launch_settings(mixed)
+    assert launch["h200-llama-3.1-8b-vllm"].mode == "cudagraphs"
+    assert launch["h200-llama-3.1-8b-vllm-eager"].mode == "eager"
+    assert all(how.max_num_batched_tokens == 16384 for how in launch.values())
+    odd = SimRecommendation(
+        rec.candidates, replace(best[names[0]], profile="h100-llama-3.1-8b-hf-eager"), None, [], None, []
+    )
+    with pytest.raises(ConfigError, match="launches vLLM; h100-llama-3.1-8b-hf-eager is a hf profile"):
+        launch_settings(odd)

@@ -83,24 +83,40 @@ def _render(rec: Any, trace: str) -> None:
 
 
 def _online(rec: Any, trace: str, slo_s: dict[str, float], names: list[str]) -> list[Any]:
-    """Replay the choice and the runner-up through vLLM on this machine's GPUs."""
+    """Replay the choice and the runner-up through vLLM on this machine's GPUs, each in its profile's mode."""
     from llm_energy.meters import detect_gpus
-    from llm_energy.modeling.profile import load_profile
     from llm_energy.recommend.online_check import check_online, vllm_servers
 
-    prof = load_profile(rec.choice.profile)
+    launch = launch_settings(rec)
     gpus, _ = detect_gpus()
     if not gpus:
         raise ConfigError(
             "--validate-online replays through vLLM on this machine's GPUs, and there is none here"
         )
-    if prof.engine != "vllm":
-        raise ConfigError(f"--validate-online launches vLLM; the choice's profile is {prof.engine}")
     return check_online(
-        rec, trace, slo_s=slo_s, gpus=gpus,
-        servers=vllm_servers(prof.model, prof.mode or "cudagraphs", _chunk_tokens(prof)),
+        rec, trace, slo_s=slo_s, gpus=gpus, servers=vllm_servers(launch),
         on_status=lambda text: err_console.print(esc(text), highlight=False),
     )  # fmt: skip
+
+
+def launch_settings(rec: Any) -> dict[str, Any]:
+    """Profile name → `VllmLaunch` for the choice and the runner-up (their own model, mode and chunk).
+
+    Raises:
+        ConfigError: a profile that is not vLLM's (only vLLM is launched here).
+    """
+    from llm_energy.modeling.profile import load_profile
+    from llm_energy.recommend.online_check import VllmLaunch
+
+    out = {}
+    for cand in (rec.choice, rec.runner_up):
+        if cand is None or cand.profile in out:
+            continue
+        prof = load_profile(cand.profile)
+        if prof.engine != "vllm":
+            raise ConfigError(f"--validate-online launches vLLM; {cand.profile} is a {prof.engine} profile")
+        out[cand.profile] = VllmLaunch(prof.model, prof.mode or "cudagraphs", _chunk_tokens(prof))
+    return out
 
 
 def _online_payload(checks: list[Any]) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+from llm_energy.errors import ConfigError
 from llm_energy.recommend.simulated import SimCandidate, SimRecommendation
 
 ServerFactory = Callable[[SimCandidate], Sequence[Any]]
@@ -85,21 +86,34 @@ def common_span(checks: Sequence[OnlineCheck]) -> dict[str, float | None]:
     return {c.role: c.common_span_j_per_request(span_s) for c in checks}
 
 
-def vllm_servers(
-    model: str, mode: str = "cudagraphs", max_num_batched_tokens: int | None = None
-) -> ServerFactory:
-    """Launch a candidate as vLLM servers on this machine's GPUs (one per instance).
+class VllmLaunch(NamedTuple):
+    """How a profile's candidates are served: the model, the vLLM mode and the chunked-prefill budget."""
 
-    `max_num_batched_tokens` is the profile's chunked-prefill budget, so the server runs what was simulated
-    (vLLM's API server would otherwise take its own default, 8192 on an H100/H200, not the 16384 of the
-    offline engine the profile was calibrated on).
+    model: str
+    mode: str
+    max_num_batched_tokens: int | None
+
+
+def vllm_servers(launch: Mapping[str, VllmLaunch]) -> ServerFactory:
+    """Launch a candidate as vLLM servers on this machine's GPUs (one per instance), as its profile says.
+
+    `launch` maps each candidate's profile name to its model, mode and chunked-prefill budget, so the choice
+    and the runner-up are each served in their own mode (eager vs CUDA graphs) with what was simulated
+    (vLLM's API server would otherwise take its own default chunk, 8192 on an H100/H200, not the 16384 of the
+    offline engine the profiles were calibrated on).
+
+    Raises:
+        ConfigError: a candidate whose profile is not in `launch`.
     """
     from llm_energy.serving.servers import launch_servers
 
     def make(c: SimCandidate) -> Sequence[Any]:
+        if c.profile not in launch:
+            raise ConfigError(f"no vLLM launch settings for profile {c.profile!r}")
+        how = launch[c.profile]
         return launch_servers(
-            "vllm", model, replicas=c.instances, mode=mode, max_num_seqs=c.max_num_seqs,
-            max_num_batched_tokens=max_num_batched_tokens,
+            "vllm", how.model, replicas=c.instances, mode=how.mode, max_num_seqs=c.max_num_seqs,
+            max_num_batched_tokens=how.max_num_batched_tokens,
         )  # fmt: skip
 
     return make

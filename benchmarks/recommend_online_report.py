@@ -95,7 +95,7 @@ def table(rows: list[dict[str, Any]], rec: dict[str, Any] | None) -> str:
         r["common_span_j"] = r["energy_j"] + (span - r["metered_s"]) * r["idle_power_w"]
     ok = [r for r in rows if r["slo_attainment_pct"] >= 99.0]
     best = min(r["common_span_j"] for r in ok) if ok else float("nan")
-    sims = {c["max_num_seqs"]: c for c in (rec or {}).get("candidates", [])}
+    sims = {(profile_mode(c["profile"]), c["max_num_seqs"]): c for c in (rec or {}).get("candidates", [])}
     lines = [
         f"common span: {span:.1f} s",
         "| configuration | J/request, whole replay | J/request, common span | vs best | steady J/request "
@@ -103,7 +103,7 @@ def table(rows: list[dict[str, Any]], rec: dict[str, Any] | None) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
-        sim = sims.get(r["max_num_seqs"]) if r["mode"] == "cudagraphs" else None
+        sim = sims.get((r["mode"], r["max_num_seqs"]))
         lines.append(
             f"| {r['name']} | {r['energy_j'] / r['requests']:.2f} | {r['common_span_j'] / r['requests']:.2f} | "
             f"{r['common_span_j'] / best:.3f}× | {r['steady_j_per_request']:.2f} | "
@@ -111,7 +111,28 @@ def table(rows: list[dict[str, Any]], rec: dict[str, Any] | None) -> str:
             f"{r['tpot_p90_s'] * 1e3:.1f} | {r['slo_attainment_pct']:.0f} | {r['decoding_mean']:.0f} / "
             f"{r['decoding_p90']:.0f} | {r['mean_power_w']:.0f} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + spread(rows))
+
+
+def spread(rows: list[dict[str, Any]]) -> list[str]:
+    """Configurations replayed more than once: n, median and min–max of the common-span J/request."""
+    groups: dict[tuple[str, int], list[float]] = {}
+    for r in rows:
+        groups.setdefault((r["mode"], r["max_num_seqs"]), []).append(r["common_span_j"] / r["requests"])
+    out = [
+        f"{mode} {seqs}: n = {len(v)}, median {np.median(v):.2f}, min–max {min(v):.2f}–{max(v):.2f} J/request "
+        f"(common span; spread {100 * (max(v) - min(v)) / np.median(v):.1f}% of the median)"
+        for (mode, seqs), v in groups.items()
+        if len(v) > 1
+    ]
+    return ["", *out] if out else []
+
+
+def profile_mode(name: str) -> str:
+    """The vLLM mode of a recommendation candidate's profile (bundled name or file)."""
+    from llm_energy.modeling.profile import load_profile
+
+    return load_profile(name).mode or "cudagraphs"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = [measure(*c.split("=", 1), Path(tmp)) for c in args.configs]
     print(table(rows, rec))
     if rec is not None:
-        print(f"recommendation: choice max_num_seqs {rec['choice']['max_num_seqs']}, runner-up "
-              f"{rec['runner_up']['max_num_seqs']}")  # fmt: skip
+        pick = {
+            k: f"{profile_mode(rec[k]['profile'])} {rec[k]['max_num_seqs']}" for k in ("choice", "runner_up")
+        }
+        print(f"recommendation: choice {pick['choice']}, runner-up {pick['runner_up']}")
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

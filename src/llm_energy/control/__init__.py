@@ -12,7 +12,6 @@ from llm_energy.control.base import (
     GpuSettings,
     SettableGpu,
     apply_gpu_settings,
-    default_restore_file,
     recover_from_restore_file,
     validate_gpu_settings,
 )
@@ -24,6 +23,7 @@ from llm_energy.control.dvfs import (
     dvfs_prediction,
     predict_energy_vs_clock,
 )
+from llm_energy.control.restore_file import default_restore_file
 
 __all__ = [
     "H100_DVFS_PARAMS",

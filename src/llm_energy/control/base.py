@@ -28,11 +28,9 @@ recorded value, not to the default, so an administrator's own limit survives.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -41,16 +39,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from llm_energy.control.restore_file import (
+    _ACTIVE_RESTORE_FILES,
+    RESTORE_FILE_FORMAT,
+    default_restore_file,
+    manual_restore_hint,
+    pid_alive,
+    read_restore_file,
+    write_restore_file,
+)
 from llm_energy.errors import ConfigError, GpuSettingsError
 
 logger = logging.getLogger(__name__)
 
-RESTORE_FILE_FORMAT = 1
-"""Version of the restore file's JSON layout."""
-
 _HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_ACTIVE_RESTORE_FILES: set[Path] = set()
-"""Restore files of `apply_gpu_settings` blocks running in this process (never recovered from)."""
 
 
 @runtime_checkable
@@ -129,12 +131,6 @@ class GpuSettings:
         return asdict(self)
 
 
-def default_restore_file() -> Path:
-    """Return `$XDG_STATE_HOME/llm-energy/gpu-restore.json` (`~/.local/state/...` without it)."""
-    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state_home) / "llm-energy" / "gpu-restore.json"
-
-
 def _clock_range_text(clocks_mhz: list[int]) -> str:
     if not clocks_mhz:
         return "none"
@@ -166,90 +162,6 @@ def validate_gpu_settings(gpu: SettableGpu, settings: GpuSettings) -> None:
                 f"power_limit_w={settings.power_limit_w:g} is outside gpu:{gpu.index}'s power-limit range "
                 f"{low_w:g}–{high_w:g} W"
             )
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _write_restore_file(path: Path, content: dict[str, Any]) -> None:
-    """Write `content` to `path` atomically and exclusively: a file already there is never replaced."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".gpu-restore-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(content, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        # link() publishes the complete file atomically and fails if one exists (unlike replace).
-        os.link(tmp_name, path)
-    except FileExistsError:
-        raise GpuSettingsError(_existing_file_message(path)) from None
-    except OSError as exc:
-        raise GpuSettingsError(f"cannot write the GPU restore file {path}: {exc}; nothing changed") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def _existing_file_message(path: Path) -> str:
-    try:
-        pid = int(json.loads(path.read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pid = -1
-    if pid == os.getpid() and path in _ACTIVE_RESTORE_FILES:
-        who = "this process is already changing GPU settings (nested apply_gpu_settings)"
-    elif pid != os.getpid() and pid > 0 and _pid_alive(pid):
-        who = f"run pid {pid} is changing GPU settings now"
-    else:
-        who = "an earlier run did not restore its GPU settings; run the recovery (next start) first"
-    return f"GPU restore file {path} exists: {who}. Nothing was changed."
-
-
-def _read_restore_file(path: Path) -> dict[str, Any]:
-    try:
-        content = json.loads(path.read_text())
-        if content.get("format") != RESTORE_FILE_FORMAT or not isinstance(content.get("gpus"), list):
-            raise ValueError(f"unknown layout (format {content.get('format')!r})")
-        for entry in content["gpus"]:
-            int(entry["gpu_index"])
-            if not isinstance(entry["original"], dict):
-                raise ValueError(f"bad entry {entry!r}")
-        return dict(content)
-    except (OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
-        raise GpuSettingsError(
-            f"GPU restore file {path} is unreadable ({exc}); restore the GPU settings by hand "
-            "(nvidia-smi -rgc / nvidia-smi -pl) and delete the file"
-        ) from exc
-
-
-def _manual_restore_hint(entries: list[dict[str, Any]]) -> str:
-    hints = []
-    for entry in entries:
-        # nvidia-smi numbers GPUs without CUDA_VISIBLE_DEVICES; a UUID names the right one either way.
-        i, original = entry.get("uuid") or entry["gpu_index"], entry["original"]
-        if "locked_sm_clocks_mhz" in original:
-            clocks = original["locked_sm_clocks_mhz"]
-            hints.append(
-                f"nvidia-smi -i {i} -rgc"
-                if clocks is None
-                else f"nvidia-smi -i {i} -lgc {clocks[0]},{clocks[1]}"
-            )
-        if "power_limit_w" in original:
-            hints.append(f"nvidia-smi -i {i} -pl {original['power_limit_w']:g}")
-    return "; ".join(hints)
 
 
 def _restore_gpu(gpu: SettableGpu, original: dict[str, Any], keys: Sequence[str]) -> list[str]:
@@ -294,7 +206,7 @@ class _Restorer:
             message = (
                 f"FAILED TO RESTORE GPU SETTINGS: {'; '.join(failures)}. The GPU is left changed. "
                 f"The restore file {self.path} is kept; the next start retries it, or restore by hand: "
-                f"{_manual_restore_hint(self.entries)}"
+                f"{manual_restore_hint(self.entries)}"
             )
             logger.error("%s", message)
             raise GpuSettingsError(message)
@@ -418,7 +330,7 @@ def apply_gpu_settings(
         if settings.power_limit_w is not None:
             original["power_limit_w"] = g.current_power_limit_w()
         entries.append({"gpu_index": g.index, "uuid": g.uuid(), "original": original})
-    _write_restore_file(
+    write_restore_file(
         path,
         {
             "format": RESTORE_FILE_FORMAT,
@@ -467,9 +379,9 @@ def recover_from_restore_file(
     path = restore_file if restore_file is not None else default_restore_file()
     if not path.exists():
         return False
-    content = _read_restore_file(path)
+    content = read_restore_file(path)
     pid = int(content.get("pid", -1))
-    if path in _ACTIVE_RESTORE_FILES or (pid != os.getpid() and pid > 0 and _pid_alive(pid)):
+    if path in _ACTIVE_RESTORE_FILES or (pid != os.getpid() and pid > 0 and pid_alive(pid)):
         logger.warning("GPU restore file %s belongs to running pid %d; left alone", path, pid)
         return False
     failures: list[str] = []
@@ -491,7 +403,7 @@ def recover_from_restore_file(
         message = (
             f"FAILED TO RESTORE GPU SETTINGS left by run pid {pid} ({content.get('timestamp')}): "
             f"{'; '.join(failures)}. The restore file {path} is kept; restore by hand: "
-            f"{_manual_restore_hint(content['gpus'])}"
+            f"{manual_restore_hint(content['gpus'])}"
         )
         logger.error("%s", message)
         raise GpuSettingsError(message)

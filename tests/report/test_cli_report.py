@@ -24,8 +24,8 @@ def test_report_and_plot_commands_write_files(tmp_path):
 
 def test_the_default_database_is_every_bundled_calibration() -> None:
     """Without --db, report and plot read every engine and GPU measured for the package, not one of them:
-    every calibration CSV shipped in llm_energy/data/calibration (H100 vLLM and HF eager, H200 vLLM), each
-    with its own environment."""
+    every calibration CSV shipped in llm_energy/data/calibration (H100 vLLM and HF eager, H200 vLLM CUDA graphs
+    and eager), each with its own environment."""
     from importlib import resources
 
     from llm_energy.report.sample import all_bundled_calibrations_frame, bundled_calibration_frame
@@ -41,5 +41,10 @@ def test_the_default_database_is_every_bundled_calibration() -> None:
     assert len(frame) == sum(len(bundled_calibration_frame(stem)) for stem in stems)
     assert {"vllm", "hf"} <= set(frame["engine"])
     assert {"NVIDIA H100 80GB HBM3", "NVIDIA H200"} <= set(frame["env_gpu_name"])
-    # Each calibration keeps its own environment (HF and vLLM on the H100 are two software stacks).
-    assert frame["env_env_id"].nunique() == len(stems)
+    # Each calibration keeps its environment: one per CSV; HF and vLLM on the H100 are two software stacks,
+    # while the H200's vLLM CUDA-graphs and eager runs share one (same GPU, driver and packages).
+    ids = {stem: set(bundled_calibration_frame(stem)["env_env_id"]) for stem in stems}
+    assert all(len(v) == 1 for v in ids.values())
+    assert ids["h100-llama-3.1-8b-hf-eager"] != ids["h100-llama-3.1-8b-vllm-cudagraphs"]
+    assert ids["h200-llama-3.1-8b-vllm-eager"] == ids["h200-llama-3.1-8b-vllm-cudagraphs"]
+    assert frame["env_env_id"].nunique() == len(set().union(*ids.values()))

@@ -395,6 +395,17 @@ def _colours(n: int) -> list[Any]:
 
 
 def _legend(ax: Axes) -> None:
-    """Add a small legend, outside-ish when long."""
+    """Add a small legend; a long one goes to the right of the axes, in columns of 20, widening the figure.
+
+    Inside the axes, a legend of dozens of series (every calibration the package bundles: 64 lines against
+    output length) is taller than the figure, and constrained layout collapses the axes to fit it.
+    """
     handles, _ = ax.get_legend_handles_labels()
-    ax.legend(fontsize=7, ncols=2 if len(handles) > 6 else 1)
+    if len(handles) <= 12:
+        ax.legend(fontsize=7, ncols=2 if len(handles) > 6 else 1)
+        return
+    ncols = -(-len(handles) // 20)
+    ax.legend(fontsize=6, ncols=ncols, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig = ax.get_figure()
+    if fig is not None:
+        fig.set_size_inches(fig.get_figwidth() + 1.9 * ncols, fig.get_figheight())

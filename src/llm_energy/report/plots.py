@@ -406,6 +406,8 @@ def _legend(ax: Axes) -> None:
         return
     ncols = -(-len(handles) // 20)
     ax.legend(fontsize=6, ncols=ncols, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    fig = ax.get_figure()
-    if fig is not None:
+    from matplotlib.figure import Figure
+
+    fig = ax.figure  # the axes' own figure: `_figure` makes one Figure per plot, never subfigures
+    if isinstance(fig, Figure):
         fig.set_size_inches(fig.get_figwidth() + 1.9 * ncols, fig.get_figheight())

@@ -173,3 +173,14 @@ def test_online_launch_serves_each_candidate_in_its_own_profiles_mode():
     )
     with pytest.raises(ConfigError, match="launches vLLM; h100-llama-3.1-8b-hf-eager is a hf profile"):
         launch_settings(odd)
+
+
+def test_without_profile_the_simulated_recommendation_weighs_cuda_graphs_and_eager():
+    """The default candidates are both H200 vLLM profiles: each appears in the JSON, and an unknown profile
+    given instead is one clear line, exit 2."""
+    res = runner.invoke(app, ["recommend", "--scorer", "simulate", "--window", "0,30", "--json"])
+    assert res.exit_code == 0, res.output
+    profiles = {c["profile"] for c in json.loads(res.stdout)["candidates"]}
+    assert profiles == {"h200-llama-3.1-8b-vllm", "h200-llama-3.1-8b-vllm-eager"}
+    bad = runner.invoke(app, ["recommend", "--scorer", "simulate", "--window", "0,30", "--profile", "nope"])
+    assert bad.exit_code == 2 and "no profile 'nope': not a file and not a bundled name" in bad.output

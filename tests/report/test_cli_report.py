@@ -24,8 +24,8 @@ def test_report_and_plot_commands_write_files(tmp_path):
 
 def test_the_default_database_is_every_bundled_calibration() -> None:
     """Without --db, report and plot read every engine and GPU measured for the package, not one of them:
-    every calibration CSV shipped in llm_energy/data/calibration (H100 vLLM and HF eager, H200 vLLM CUDA graphs
-    and eager), each with its own environment."""
+    every calibration CSV shipped in llm_energy/data/calibration (H100 vLLM and HF eager, H200 vLLM CUDA
+    graphs and eager), each with its own environment."""
     from importlib import resources
 
     from llm_energy.report.sample import all_bundled_calibrations_frame, bundled_calibration_frame

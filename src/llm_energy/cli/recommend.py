@@ -93,7 +93,7 @@ def recommend(
     With --validate, the choice and the baseline then run on the same sample of the trace and are
     measured: energy per request against the model, the saving, latency and SLO attainment. With
     --scorer simulate, every candidate (profile × max_num_seqs × instances × clocks) is simulated on the
-    trace's real arrivals instead.
+    trace's real arrivals instead (without --profile: the H200 vLLM profiles, CUDA graphs and eager).
     """
     from llm_energy.recommend.validation import SampleSpec
 
@@ -101,13 +101,13 @@ def recommend(
         raise _fail(ConfigError(f"unknown --scorer {scorer!r}; valid: model, simulate"))
     if scorer == "simulate":
         from llm_energy.cli.recommend_sim import run_simulated_recommend
-        from llm_energy.modeling.profile import DEFAULT_PROFILE
+        from llm_energy.modeling.profile import SIMULATION_PROFILES
         from llm_energy.workloads.slo import parse_slo
 
         slo_s = _guard(lambda: parse_slo(slo or "ttft=2s,tpot=100ms"))
         clocks = _guard(lambda: _parse_clocks(gpu_clocks_mhz))
         ok = run_simulated_recommend(
-            trace, profile or [DEFAULT_PROFILE], slo_s, gpus=gpus or 1, window=window, clocks=clocks,
+            trace, profile or list(SIMULATION_PROFILES), slo_s, gpus=gpus or 1, window=window, clocks=clocks,
             as_json=as_json, validate_online=validate_online,
         )  # fmt: skip
         if not ok:

@@ -38,6 +38,10 @@ BUNDLED_PROFILES = {
 }
 """Profiles shipped in `llm_energy/data/profiles/`, fitted from the bundled calibration data."""
 DEFAULT_PROFILE = "h200-llama-3.1-8b-vllm"
+SIMULATION_PROFILES = ("h200-llama-3.1-8b-vllm", "h200-llama-3.1-8b-vllm-eager")
+"""What `recommend --scorer simulate` weighs without --profile: every bundled profile of the default GPU and
+model that the simulator can run (vLLM with CUDA graphs and eager: on the H200, eager measured the least
+energy at 4× Azure conv, docs/results/recommend-online-h200.md)."""
 
 
 @dataclass(frozen=True)

@@ -66,3 +66,35 @@ def test_plan_prints_a_batch_and_a_time_per_trace(benchmark_script, capsys) -> N
     out = capsys.readouterr().out
     assert "azure-conv: 30 of 18803 eligible" in out and "azure-code: 30 of 8792 eligible" in out
     assert "HF eager, both traces: modelled" in out
+
+
+def test_a_trace_file_is_sampled_whole_and_names_its_run_by_its_stem(
+    benchmark_script, tmp_path: Path
+) -> None:
+    """`--traces FILE --sample N` with N = every request runs the whole file; the output is named by the
+    file's stem (a path in the name would point into folders that do not exist)."""
+    from importlib import resources
+
+    from llm_energy.workloads import load_trace
+
+    csv = Path(str(resources.files("llm_energy").joinpath("data", "traces", "azure_code_2023.csv")))
+    small = tmp_path / "code-head.csv"
+    small.write_text("".join(csv.read_text().splitlines(keepends=True)[:31]))  # header + 30 requests
+    assert len(load_trace(str(small))) == 30
+    out = tmp_path / "out"
+    module = benchmark_script("headline_gpu")
+    args = ["run", "--engine", "simulated", "--device", "cpu", "--traces", str(small), "--sample", "30"]
+    args += [
+        "--max-input-tokens",
+        "100000",
+        "--max-output-tokens",
+        "100000",
+        "--batch",
+        "256",
+        "--idle-s",
+        "1",
+    ]
+    assert module.main([*args, "--out-dir", str(out)]) == 0
+    (run,) = out.glob("val-*.json")
+    assert run.name == "val-simulated-default-code-head-b256.json"
+    assert ValidationRun.load(run).requests == 30

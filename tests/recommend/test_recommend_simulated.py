@@ -182,5 +182,13 @@ def test_without_profile_the_simulated_recommendation_weighs_cuda_graphs_and_eag
     assert res.exit_code == 0, res.output
     profiles = {c["profile"] for c in json.loads(res.stdout)["candidates"]}
     assert profiles == {"h200-llama-3.1-8b-vllm", "h200-llama-3.1-8b-vllm-eager"}
+    modes = {c["profile"]: c["mode"] for c in json.loads(res.stdout)["candidates"]}
+    assert modes == {"h200-llama-3.1-8b-vllm": "cudagraphs", "h200-llama-3.1-8b-vllm-eager": "eager"}
+    table = runner.invoke(
+        app, ["recommend", "--scorer", "simulate", "--window", "0,30"], env={"COLUMNS": "200"}
+    )
+    assert table.exit_code == 0, table.output
+    assert "h200-llama-3.1-8b-vllm (cudagraphs) · max_num_seqs" in table.output  # the mode its name lacks
+    assert "eager (eager)" not in table.output
     bad = runner.invoke(app, ["recommend", "--scorer", "simulate", "--window", "0,30", "--profile", "nope"])
     assert bad.exit_code == 2 and "no profile 'nope': not a file and not a bundled name" in bad.output

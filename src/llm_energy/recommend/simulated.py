@@ -39,11 +39,14 @@ class SimCandidate:
     meets_slo: bool
     steady_energy_per_request_j: float = float("nan")
     """Energy per request over the steady-state window (no warm-up, no drain), as `replay` measures it."""
+    mode: str | None = None
+    """The profile's engine mode (cudagraphs, eager, ...): two profiles of one engine differ by it."""
 
     def label(self) -> str:
-        """Short name of the configuration."""
+        """Short name of the configuration (the mode added where the profile's name does not say it)."""
         clock = "max clock" if self.clock_mhz is None else f"{self.clock_mhz:.0f} MHz"
-        return f"{self.profile} · max_num_seqs {self.max_num_seqs} · {self.instances} instance(s) · {clock}"
+        name = self.profile + (f" ({self.mode})" if self.mode and self.mode not in self.profile else "")
+        return f"{name} · max_num_seqs {self.max_num_seqs} · {self.instances} instance(s) · {clock}"
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ def _plan_file(folder: Path, seqs: int, instances: int, clock: float | None) -> 
 
 
 def _score(cfg: Any, name: str, seqs: int, n: int, clock: float | None, slo_s: Mapping[str, float],
-           attainment: float) -> SimCandidate:  # fmt: skip
+           attainment: float, mode: str | None = None) -> SimCandidate:  # fmt: skip
     from llm_energy.simulate import simulate
 
     res = simulate(cfg)
@@ -93,7 +96,7 @@ def _score(cfg: Any, name: str, seqs: int, n: int, clock: float | None, slo_s: M
         ttft_p90_s=s.ttft.p90_s if s.ttft else nan, tpot_p90_s=s.tpot.p90_s if s.tpot else nan,
         e2e_p90_s=s.e2e.p90_s if s.e2e else nan, attainment_pct=pct, gpu_hours=res.totals.gpu_hours,
         meets_slo=s.failed == 0 and pct >= 100 * attainment,
-        steady_energy_per_request_j=res.energy.energy_per_request_j,
+        steady_energy_per_request_j=res.energy.energy_per_request_j, mode=mode,
     )  # fmt: skip
 
 
@@ -157,7 +160,7 @@ def recommend_by_simulation(
         for k, (name, seqs, n, clock) in enumerate(jobs):
             cfg = SimConfig(trace=trace, profile=name, gpus=n, policy=_plan_file(Path(tmp), seqs, n, clock),
                             window=window, slo_s=dict(slo_s), max_num_seqs=seqs)  # fmt: skip
-            out.append(_score(cfg, name, seqs, n, clock, slo_s, attainment))
+            out.append(_score(cfg, name, seqs, n, clock, slo_s, attainment, runnable[name].mode))
             if on_progress is not None:
                 on_progress(k + 1, len(jobs))
     ok = sorted((c for c in out if c.meets_slo), key=lambda c: (c.energy_per_request_j, c.gpu_hours))

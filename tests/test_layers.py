@@ -8,7 +8,7 @@ above is a dependency on it. Then:
 * each top-level module or package has a layer (`LAYERS`); a module may import only from its own
   layer or below, and a module the table does not place fails the test until it is placed;
 * engines never import meters (the runner opens the meter windows, so any meter measures any
-  engine), the store imports records, errors, units and atomic only, and nothing imports the CLI
+  engine), the store imports records, errors, units, atomic and processes only, and nothing imports the CLI
   (or the package's face, `llm_energy/__init__.py`, from inside);
 * no two modules import each other, directly or around a loop, and no two packages do;
 * a `_private` name is never taken from another package (a helper others need is made public).
@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "errors": 1,
     "units": 1,
     "atomic": 1,
+    "processes": 1,
     "compat": 1,
     "plugins": 1,
     # 2. devices, shapes, workloads, the store (and what a run records of its environment)
@@ -69,7 +70,7 @@ LAYERS: dict[str, int] = {
 FACE = 8
 """`llm_energy/__init__.py`, the public face: it re-exports the API, so only the CLI may import it."""
 
-STORE_MAY_IMPORT = frozenset({"records", "errors", "units", "atomic", "store"})
+STORE_MAY_IMPORT = frozenset({"records", "errors", "units", "atomic", "processes", "store"})
 """The store holds rows: it knows the records and nothing that makes them."""
 
 KNOWN: frozenset[tuple[str, str]] = frozenset()
@@ -159,7 +160,7 @@ def violation(imp: Import) -> str | None:
     if src == "engines" and dst == "meters":
         return "engines never import meters: the runner opens meter windows around engine phases"
     if src == "store" and dst not in STORE_MAY_IMPORT:
-        return "the store imports records, errors, units and atomic only"
+        return "the store imports records, errors, units, atomic and processes only"
     if layer(imp.imported) > layer(imp.importer):
         return f"runs uphill: layer {layer(imp.importer)} ({src}) imports layer {layer(imp.imported)} ({dst})"
     return None

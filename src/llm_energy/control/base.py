@@ -44,11 +44,11 @@ from llm_energy.control.restore_file import (
     RESTORE_FILE_FORMAT,
     default_restore_file,
     manual_restore_hint,
-    pid_alive,
     read_restore_file,
     write_restore_file,
 )
 from llm_energy.errors import ConfigError, GpuSettingsError
+from llm_energy.processes import process_alive
 
 logger = logging.getLogger(__name__)
 
@@ -381,7 +381,7 @@ def recover_from_restore_file(
         return False
     content = read_restore_file(path)
     pid = int(content.get("pid", -1))
-    if path in _ACTIVE_RESTORE_FILES or (pid != os.getpid() and pid > 0 and pid_alive(pid)):
+    if path in _ACTIVE_RESTORE_FILES or (pid != os.getpid() and pid > 0 and process_alive(pid)):
         logger.warning("GPU restore file %s belongs to running pid %d; left alone", path, pid)
         return False
     failures: list[str] = []

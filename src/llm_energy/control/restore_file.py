@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_energy.errors import GpuSettingsError
+from llm_energy.processes import process_alive
 
 RESTORE_FILE_FORMAT = 1
 """Version of the restore file's JSON layout."""
@@ -26,17 +27,6 @@ def default_restore_file() -> Path:
     """Return `$XDG_STATE_HOME/llm-energy/gpu-restore.json` (`~/.local/state/...` without it)."""
     state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state_home) / "llm-energy" / "gpu-restore.json"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process `pid` exists (one of another user counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_restore_file(path: Path, content: dict[str, Any]) -> None:
@@ -72,7 +62,7 @@ def _existing_file_message(path: Path) -> str:
         pid = -1
     if pid == os.getpid() and path in _ACTIVE_RESTORE_FILES:
         who = "this process is already changing GPU settings (nested apply_gpu_settings)"
-    elif pid != os.getpid() and pid > 0 and pid_alive(pid):
+    elif pid != os.getpid() and pid > 0 and process_alive(pid):
         who = f"run pid {pid} is changing GPU settings now"
     else:
         who = "an earlier run did not restore its GPU settings; run the recovery (next start) first"

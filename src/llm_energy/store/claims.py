@@ -26,10 +26,10 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 from llm_energy.errors import StoreError
+from llm_energy.processes import process_alive
 from llm_energy.records import RunResult
 
 if TYPE_CHECKING:
@@ -67,21 +67,6 @@ class Owner:
     def key(self) -> str:
         """The owner's id as stored: host:pid:token."""
         return f"{self.host}:{self.pid}:{self.token}"
-
-
-def _process_alive(pid: int) -> bool:
-    """Return whether process `pid` runs on this host (a zombie counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc: trust the signal
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 class PointClaims:
@@ -166,7 +151,7 @@ class PointClaims:
         if expires_at is not None and expires_at < self.clock():
             logger.warning("taking over point %s from %s: its lease expired", point_id, owner)
             return "claimed"
-        if host == self.owner.host and not _process_alive(pid):
+        if host == self.owner.host and not process_alive(pid):
             logger.warning("taking over point %s from %s: that process is gone", point_id, owner)
             return "claimed"
         return "busy"

@@ -23,6 +23,7 @@ Per configuration:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sqlite3
 import sys
@@ -131,6 +132,7 @@ def spread(rows: list[dict[str, Any]]) -> list[str]:
     return ["", *out] if out else []
 
 
+@functools.cache  # every candidate of a recommendation names one of a few profiles
 def profile_mode(name: str) -> str:
     """The vLLM mode of a recommendation candidate's profile (bundled name or file)."""
     from llm_energy.modeling.profile import load_profile

@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 
 from llm_energy.errors import EngineError
+from llm_energy.processes import process_state
 from llm_energy.serving.request import TOKEN_ID_RANGE, ServerKind
 
 __all__ = ["LaunchSpec", "ServerProcess", "free_port", "log_tail", "stop_on_signals"]
@@ -263,11 +264,8 @@ def _pgid_of(pid: int) -> int | None:
 
 
 def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+    # A pid listed a moment ago whose stat can no longer be read has gone: as good as a zombie here.
+    return process_state(pid) in (None, "Z")
 
 
 @contextlib.contextmanager

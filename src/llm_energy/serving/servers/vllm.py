@@ -170,8 +170,9 @@ def vllm_command(model_dir: Path, port: int, config: VllmServerConfig, max_model
     ]
     # Prefix caching off, as in the offline engine (engines/vllm.py): replay prompts are random token ids
     # seeded by request index, so request i of one run repeats request i of the run before it on the same
-    # server; with caching on, vLLM skipped up to ~40% of prompt tokens of a second run (measured on the H200,
-    # docs/results/simulate-h200.md): it found the replay's own repeats, not prefixes real traffic shares.
+    # server; with caching on, the H200 server's log showed prefix-cache hit rates of up to 59% by the later
+    # runs (docs/results/simulate-h200.md): it found the replay's own repeats, not prefixes real traffic
+    # shares.
     argv.append("--no-enable-prefix-caching")
     if config.max_num_batched_tokens is not None:
         argv += ["--max-num-batched-tokens", str(config.max_num_batched_tokens)]

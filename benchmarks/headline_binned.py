@@ -109,7 +109,9 @@ def headline_check(hf: EnergyProfile, vl: EnergyProfile, folder: Path) -> list[d
             lin, lout = np.asarray(run["input_tokens"], float), np.asarray(run["output_tokens"], float)
             n = len(lin)
             pred = estimate_trace(lin, lout, vl, method="physical", batch_size=n).total_j
-            rows.append(_check_row(run, f.name, f"{n} requests at once, modelled at batch {n}", pred, run["energy_j"]))
+            rows.append(
+                _check_row(run, f.name, f"{n} requests at once, modelled at batch {n}", pred, run["energy_j"])
+            )
     return rows
 
 
@@ -139,8 +141,10 @@ def measured_saving(checks: list[dict[str, Any]]) -> list[tuple[str, float, floa
 
 
 def print_tables(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
-    print("| trace | method | batch | HF eager J/request (±1σ, extrapolated req / energy) | "
-          "vLLM J/request (±1σ, extrapolated req / energy) | saving [range] | seed |")
+    print(
+        "| trace | method | batch | HF eager J/request (±1σ, extrapolated req / energy) | "
+        "vLLM J/request (±1σ, extrapolated req / energy) | saving [range] | seed |"
+    )
     print("|---|---|---|---|---|---:|---:|")
     for r in rows:
         cells = []
@@ -161,13 +165,17 @@ def print_tables(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> No
             f"| {c['trace']} | {c['engine']} | {c['what']} | {c['predicted_j']:,.0f} | {c['measured_j']:,.0f} | "
             f"{c['error_pct']:+.1f}% |"
         )
-    print("\nThe measured configuration (padded HF eager batches vs the vLLM sample), predicted and measured:")
+    print(
+        "\nThe measured configuration (padded HF eager batches vs the vLLM sample), predicted and measured:"
+    )
     for name, pred, meas in measured_saving(checks):
         print(f"  {name}: saving predicted {pred:.1f}%, measured {meas:.1f}%")
     print("\nFLOPs ratio (estimated / FLOPs-ideal), binned at the own largest batch:")
     for r in rows:
         if r["method"] == "binned" and r["batch"] == "own largest":
-            print(f"  {r['trace']}: HF eager {r['hf']['flops_ratio']:.2f}x, vLLM {r['vllm']['flops_ratio']:.2f}x")
+            print(
+                f"  {r['trace']}: HF eager {r['hf']['flops_ratio']:.2f}x, vLLM {r['vllm']['flops_ratio']:.2f}x"
+            )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -181,7 +189,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "headline_check": headline_check(hf, vl, args.headline_dir),
     }
     result["headline_saving"] = [
-        {"trace": t, "predicted_pct": p, "measured_pct": m} for t, p, m in measured_saving(result["headline_check"])
+        {"trace": t, "predicted_pct": p, "measured_pct": m}
+        for t, p, m in measured_saving(result["headline_check"])
     ]
     print_tables(result["estimates"], result["headline_check"])
     if args.json:

@@ -33,6 +33,7 @@ from llm_energy.modeling.profile_schema import PROFILE_FORMAT, check_profile
 BUNDLED_PROFILES = {
     "h200-llama-3.1-8b-vllm": "h200-llama-3.1-8b-vllm-cudagraphs.json",
     "h200-llama-3.1-8b-vllm-eager": "h200-llama-3.1-8b-vllm-eager.json",
+    "h200-llama-3.1-8b-hf-eager": "h200-llama-3.1-8b-hf-eager.json",
     "h100-llama-3.1-8b-vllm": "h100-llama-3.1-8b-vllm-cudagraphs.json",
     "h100-llama-3.1-8b-hf-eager": "h100-llama-3.1-8b-hf-eager.json",
 }

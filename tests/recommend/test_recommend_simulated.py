@@ -151,6 +151,37 @@ def test_the_online_table_says_whether_the_choice_held_on_the_common_span(capsys
     assert "the choice measured 30.0 J/request, the runner-up 38.0: the recommendation holds" in out
 
 
+def test_a_replay_that_misses_the_slo_neither_sets_the_common_span_nor_wins(capsys):
+    """The runner-up queued (40% within the SLO) for 90 s: the choice is not charged 60 s of idle for it, and
+    a cheaper runner-up that missed the SLO does not overturn the choice; a choice that missed it never holds.
+    The grid report (benchmarks/recommend_online_report.py) uses the same rule."""
+    from dataclasses import replace
+
+    from llm_energy.cli.recommend_sim import _render_checks
+    from llm_energy.recommend.online_check import OnlineCheck, common_span, common_span_s, verdict
+
+    profiles = {"h200-llama-3.1-8b-vllm": load_profile("h200-llama-3.1-8b-vllm")}
+    rec = recommend_by_simulation("azure-conv", profiles, gpus=1, slo_s={"ttft": 2.0}, window=(0.0, 60.0))
+    choice = OnlineCheck("choice", rec.choice, 40.0, 0.1, 0.01, 100.0, 10, (), 400.0, 30.0, 100.0, 10)
+    queued = replace(
+        choice, role="runner-up", candidate=rec.runner_up, measured_attainment_pct=40.0,
+        replay_energy_j=350.0, replay_span_s=90.0,
+    )  # fmt: skip
+    span = common_span([choice, queued])
+    assert span == {"choice": pytest.approx(40.0), "runner-up": pytest.approx(35.0)}
+    assert verdict([choice, queued]) == "holds"
+    _render_checks([choice, queued])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the runner-up 35.0 (runner-up missed the SLO): the recommendation holds" in out
+    # the choice missed it: it does not hold, however little it cost
+    late = replace(choice, measured_attainment_pct=98.9, replay_energy_j=10.0)
+    assert verdict([late, replace(queued, measured_attainment_pct=100.0)]) == "does not hold"
+    # nobody met it: the longest replay is the span, as before
+    assert common_span_s([30.0, 90.0], [False, False]) == 90.0
+    assert common_span_s([], []) == 0.0
+    assert verdict([choice]) is None
+
+
 def test_online_launch_serves_each_candidate_in_its_own_profiles_mode():
     """A choice from the H200 eager profile and a runner-up from the CUDA-graphs one (as on the 4x Azure conv
     window) are each launched in their own mode with their profile's chunk, not both in the choice's mode."""

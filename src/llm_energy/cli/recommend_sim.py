@@ -120,9 +120,13 @@ def launch_settings(rec: Any) -> dict[str, Any]:
 
 
 def _online_payload(checks: list[Any]) -> dict[str, Any]:
-    from llm_energy.recommend.online_check import common_span
+    from llm_energy.recommend.online_check import common_span, verdict
 
-    return {"online": [c.to_dict() for c in checks], "online_common_span_j_per_request": common_span(checks)}
+    return {
+        "online": [c.to_dict() for c in checks],
+        "online_common_span_j_per_request": common_span(checks),
+        "online_verdict": verdict(checks),
+    }
 
 
 def _chunk_tokens(prof: Any) -> int | None:
@@ -131,7 +135,7 @@ def _chunk_tokens(prof: Any) -> int | None:
 
 
 def _render_checks(checks: list[Any]) -> None:
-    from llm_energy.recommend.online_check import common_span
+    from llm_energy.recommend.online_check import common_span, verdict
 
     span = common_span(checks)
     t = Table(title="measured online (same trace window) vs simulated")
@@ -158,10 +162,11 @@ def _render_checks(checks: list[Any]) -> None:
             num(c.measured_attainment_pct, ".1f"),
         )  # fmt: skip
     console.print(fold(t))
-    choice, runner = span.get("choice"), span.get("runner-up")
-    if choice is not None and runner is not None:
-        verdict = "holds" if choice <= runner else "does not hold"
+    choice, runner, held = span.get("choice"), span.get("runner-up"), verdict(checks)
+    if choice is not None and runner is not None and held is not None:
+        missed = [c.role for c in checks if not c.meets_slo]
         console.print(
-            f"on a common span the choice measured {choice:,.1f} J/request, the runner-up {runner:,.1f}: "
-            f"the recommendation {verdict}"
+            f"on a common span the choice measured {choice:,.1f} J/request, the runner-up {runner:,.1f}"
+            + (f" ({' and '.join(missed)} missed the SLO)" if missed else "")
+            + f": the recommendation {held}"
         )

@@ -4,13 +4,15 @@ Each of the two configurations is launched as it was simulated (vLLM, its `max_n
 budget, one replica per instance, one GPU each) and sent the same trace window at the trace's own timestamps
 (`replay`'s machinery: warm-up, idle power, consecutive meter windows). The two runs served the same requests,
 so they are compared on the energy of the whole replay (every meter window from the first request sent to
-the last token) over a **common span**: the faster run's remaining seconds until the slower one finished are
-costed at its own idle power (`common_span_j_per_request`). The steady-state J/request `replay` reports
+the last token) over a **common span**, the longest replay among those that met the SLO: a shorter run's
+remaining seconds are costed at its own idle power (`idle_filled_j`). A run that missed the SLO may queue far
+longer and would charge the others idle time they never needed, so it keeps its own span (the grid report,
+benchmarks/recommend_online_report.py, uses the same rule). The steady-state J/request `replay` reports
 (warm-up and drain left out) stands beside it, but it ranks short replays by when requests finish, not by
 what they cost: on the H200, 456 requests in 30 s, it ranked the least-energy configuration last
-(docs/results/recommend-online-h200.md). The recommendation holds when the choice costs no more than the
-runner-up on the common span while meeting the SLO. Without a GPU the replay still runs (latency only)
-and says so.
+(docs/results/recommend-online-h200.md). The recommendation holds when the choice meets the SLO and the
+runner-up either misses it or costs no less on the common span. Without a GPU the replay still runs (latency
+only) and says so.
 """
 
 from __future__ import annotations
@@ -24,6 +26,21 @@ from llm_energy.recommend.simulated import SimCandidate, SimRecommendation
 
 ServerFactory = Callable[[SimCandidate], Sequence[Any]]
 """Returns the (not started) servers of one candidate: one per instance."""
+
+SLO_ATTAINMENT_PCT = 99.0
+"""Share of requests (%) a measured replay must serve within the SLO to meet it: the simulated ranking's
+default `attainment` of 0.99."""
+
+
+def idle_filled_j(energy_j: float, own_span_s: float, span_s: float, idle_power_w: float | None) -> float:
+    """A replay's joules on a span of `span_s`: its own, plus its idle power until the span ends."""
+    return energy_j + max(span_s - own_span_s, 0.0) * (idle_power_w or 0.0)
+
+
+def common_span_s(spans_s: Sequence[float], meets_slo: Sequence[bool]) -> float:
+    """The longest span among the replays that met the SLO (all of them if none did); 0 without spans."""
+    met = [s for s, ok in zip(spans_s, meets_slo, strict=True) if ok]
+    return max(met or spans_s, default=0.0)
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,11 @@ class OnlineCheck:
     requests_sent: int = 0
 
     @property
+    def meets_slo(self) -> bool:
+        """Whether the measured replay served `SLO_ATTAINMENT_PCT` of its requests within the SLO."""
+        return self.measured_attainment_pct is not None and self.measured_attainment_pct >= SLO_ATTAINMENT_PCT
+
+    @property
     def energy_ratio(self) -> float | None:
         """Simulated / measured steady-state J per request (None without a GPU)."""
         m = self.measured_energy_per_request_j
@@ -53,12 +75,14 @@ class OnlineCheck:
         """Whole-replay joules per request sent, its idle power filling the time until `span_s`."""
         if self.replay_energy_j is None or self.replay_span_s is None or not self.requests_sent:
             return None
-        idle_j = max(span_s - self.replay_span_s, 0.0) * (self.idle_power_w or 0.0)
-        return (self.replay_energy_j + idle_j) / self.requests_sent
+        return (
+            idle_filled_j(self.replay_energy_j, self.replay_span_s, span_s, self.idle_power_w)
+            / self.requests_sent
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
-        return {**asdict(self), "energy_ratio": self.energy_ratio}
+        return {**asdict(self), "energy_ratio": self.energy_ratio, "meets_slo": self.meets_slo}
 
 
 def replay_energy(
@@ -80,10 +104,21 @@ def replay_energy(
 
 
 def common_span(checks: Sequence[OnlineCheck]) -> dict[str, float | None]:
-    """Each check's J/request on the slowest replay's span (role → J/request; None without a GPU)."""
-    spans = [c.replay_span_s for c in checks if c.replay_span_s is not None]
-    span_s = max(spans) if spans else 0.0
+    """Each check's J/request on the common span (role → J/request; None without a GPU)."""
+    timed = [c for c in checks if c.replay_span_s is not None]
+    span_s = common_span_s([c.replay_span_s or 0.0 for c in timed], [c.meets_slo for c in timed])
     return {c.role: c.common_span_j_per_request(span_s) for c in checks}
+
+
+def verdict(checks: Sequence[OnlineCheck]) -> str | None:
+    """Verdict "holds" or "does not hold": the choice vs the runner-up on the common span (None: no pair)."""
+    by_role = {c.role: c for c in checks}
+    span = common_span(checks)
+    choice, runner = by_role.get("choice"), by_role.get("runner-up")
+    if choice is None or runner is None or span.get("choice") is None or span.get("runner-up") is None:
+        return None
+    cheaper = (span["choice"] or 0.0) <= (span["runner-up"] or 0.0)
+    return "holds" if choice.meets_slo and (cheaper or not runner.meets_slo) else "does not hold"
 
 
 class VllmLaunch(NamedTuple):

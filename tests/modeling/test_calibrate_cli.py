@@ -21,6 +21,30 @@ def test_dry_run_plans_long_contexts_at_small_batches_within_the_budget():
     assert minutes <= 7
 
 
+def test_the_plan_predicts_from_the_closest_bundled_profile_and_whole_window_repetitions():
+    """HF eager on the H200 is planned from the HF eager profile, not vLLM's: 4 GPU-minutes no longer take all
+    28 points (they took ~9 minutes on the H200: model-accuracy-h200.md); the choice is named."""
+    from llm_energy.modeling.profile import closest_bundled_profile
+    from llm_energy.sweep.calibrate import _window_s
+
+    args = ["calibrate", "--engine", "hf", "--mode", "eager", "--gpu", "NVIDIA H200", "--max-input", "8192"]
+    four = runner.invoke(app, [*args, "--gpu-minutes", "4", "--dry-run"], env={"COLUMNS": "200"})
+    assert four.exit_code == 0, four.output
+    assert "from the bundled profile h200-llama-3.1-8b-hf-eager" in four.output
+    points = int(four.output.split("(given): ")[1].split(" points")[0])
+    assert 5 <= points < 28
+    assert closest_bundled_profile("hf", "eager", "llama-3.1-8b", "NVIDIA H100 80GB HBM3") == (
+        "h100-llama-3.1-8b-hf-eager"
+    )
+    assert (
+        closest_bundled_profile("vllm", "eager", "llama-3.1-8b", "NVIDIA H200")
+        == "h200-llama-3.1-8b-vllm-eager"
+    )
+    assert closest_bundled_profile("hf", "cudagraphs", "tiny", "NVIDIA H200") == "h200-llama-3.1-8b-vllm"
+    # a 0.9-s phase in a 1-s window runs twice; a 0.3-s one four times
+    assert _window_s(0.9, 1.0) == 1.8 and abs(_window_s(0.3, 1.0) - 1.2) < 1e-12
+
+
 def test_a_budget_too_small_and_a_missing_gpu_are_clear_errors(monkeypatch):
     small = runner.invoke(app, ["calibrate", "--gpu", "NVIDIA H200", "--gpu-minutes", "1", "--dry-run"])
     assert small.exit_code == 2

@@ -106,8 +106,8 @@ def _print_plan(plan: Any, predicted: float) -> None:
         t.add_row(str(p.batch_size), str(p.input_len), str(p.output_len), f"{p.est_s:.1f}", p.purpose)
     console.print(t)
     console.print(
-        f"predicted GPU time {predicted / 60:.1f} min (engine load included; the prior is the bundled H100 "
-        "profile rescaled to this GPU's published peaks)"
+        f"predicted GPU time {predicted / 60:.1f} min (engine load included; from the bundled profile "
+        f"{plan.prior_name}, rescaled to this GPU's published peaks where it was measured on another)"
     )
 
 

@@ -76,6 +76,8 @@ class EngineDescriptor:
         load_s: Rough start-up per group of points (s), for a sweep's time estimate.
         load_budget_s: Start-up a GPU-minute budget reserves (s), for planning a calibration.
         compile_s: By mode, compile / graph capture per point (s), for a sweep's time estimate.
+        warmup_generations: What preparing a point costs, in whole generations of that point (warm-up
+            runs and first-touch work: allocations, kernel selection), for planning a calibration.
         tp_modes: Modes that run tensor-parallel (`tp_size` > 1); empty: one device only.
         tp_builder: `module:function` that builds rank 0 of a TP group, `f(arch, tp_size, **config)`
             (named, not imported: the TP module builds on the engine's own module).
@@ -94,6 +96,7 @@ class EngineDescriptor:
     load_s: float = 15.0
     load_budget_s: float = 20.0
     compile_s: Mapping[str, float] = field(default_factory=dict)
+    warmup_generations: float = 1.0
     tp_modes: tuple[str, ...] = ()
     tp_builder: str | None = None
     simulated: bool = False

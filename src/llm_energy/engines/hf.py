@@ -133,6 +133,10 @@ class HFEngine(SeparateDecodeMixin):
         batching="static",
         request_set_options={"eager": {"warmup": False}},  # a request set warms up once, not per batch
         compile_s={"compiled": 60.0, "cudagraphs": 90.0},  # on the H100 (docs/results/foundation-h100.md)
+        # eager on the H200: preparing a point took 2.6 of its generations (median of 28; 1.7-4.1), the
+        # warm-up (prefill + 3 steps, then a whole generation) and first-touch work on new shapes
+        # (docs/results/2026-12-02-h200-calibrate-hf-eager-and-vllm/runs.csv, `compile_s`)
+        warmup_generations=2.6,
         tp_modes=("eager",),  # compiled graphs over transformers' TP hooks are not validated
         tp_builder="llm_energy.engines.hf_tp:build_tp_engine",
     )

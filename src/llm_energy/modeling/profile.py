@@ -125,8 +125,24 @@ class EnergyProfile:
         )
 
 
+def closest_bundled_profile(engine: str, mode: str | None, model: str, gpu_name: str) -> str:
+    """The bundled profile nearest to (engine, mode, model, GPU): what to predict from before measuring.
+
+    Same engine and mode (any mode when None) come first, then the same model, then the same GPU; with no
+    profile of that engine, `DEFAULT_PROFILE`. An HF eager decode step is ~5x a vLLM CUDA-graphs one on the
+    H200, so a prior from another engine mispredicts a calibration's time by as much.
+    """
+    matches = []
+    for name in BUNDLED_PROFILES:
+        p = load_profile(name)
+        if p.engine == engine and (mode is None or p.mode == mode):
+            matches.append(((p.model == model, p.gpu_name.lower() == gpu_name.lower()), name))
+    # max() keeps the first of equals: BUNDLED_PROFILES' order breaks ties.
+    return max(matches, key=lambda m: m[0])[1] if matches else DEFAULT_PROFILE
+
+
 def load_profile(spec: str | Path | None = None) -> EnergyProfile:
-    """Load a bundled profile by name (default: the H100 vLLM one) or a profile file.
+    """Load a bundled profile by name (default: `DEFAULT_PROFILE`) or a profile file.
 
     Raises:
         ConfigError: unknown name, unreadable file, or not a profile (the message says which).

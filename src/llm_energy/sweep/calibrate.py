@@ -7,7 +7,8 @@ The plan walks a priority list: each early point pins one coefficient (batch-1 d
 a large batch at short context → the per-sequence cost and GEMM prefill; long prompts at batch 1 → attention;
 medium contexts at medium batches → KV reads), then log-spaced lengths up to the model's context fill what the
 budget leaves, cheapest first. Long contexts run only at the batches the KV cache holds. Each point's time is
-predicted from a prior (the bundled H100 profile rescaled to this GPU's published peaks, `transfer.py`), plus
+predicted from a prior (the closest bundled profile: same engine and mode, then model, then GPU; rescaled to
+this GPU's published peaks when measured on another, `transfer.py`), plus
 the runner's windows (warm-up, prefill window, whole-generation window); the engine's load is counted once.
 """
 
@@ -54,19 +55,33 @@ class PlannedPoint:
     purpose: str
 
 
-def _point_s(prior: PhysicalModel, b: int, i: int, o: int, window_s: float, static: bool) -> float:
+def _window_s(phase_s: float, window_s: float) -> float:
+    """A window repeats its phase until it lasts `window_s`, in whole repetitions (up to 2x one phase)."""
+    return phase_s * max(1, math.ceil(window_s / phase_s)) if phase_s > 0 else window_s
+
+
+def _point_s(
+    prior: PhysicalModel, b: int, i: int, o: int, window_s: float, engine: str, mode: str | None
+) -> float:
+    """Predicted seconds to measure one point: preparing it, then its windows (`runner.measure_phases`)."""
     cost = prior.batch_cost(b, i, o)
     pre, total = float(cost.prefill_s), float(cost.prefill_s + cost.decode_s)
-    # Warm-up generation, then a prefill window and a whole-generation window (a static engine also
-    # measures decode in its own window); each repeats its phase until it lasts `window_s`.
-    windows = max(window_s, pre) + max(window_s, total) + (max(window_s, total - pre) if static else 0.0)
-    return total + windows + 1.0
+    descriptor, static = engine_descriptor(engine), engine_class(engine).separate_decode
+    # A static engine (HF) compiles each new shape when it prepares it; a continuous one (vLLM) did at load.
+    prepare = descriptor.warmup_generations * total + (
+        descriptor.compile_s.get(mode or "", 0.0) if static else 0.0
+    )
+    windows = _window_s(pre, window_s) + _window_s(total, window_s)
+    if static:  # decode in its own window, after one more prefill to start from
+        windows += pre + _window_s(total - pre, window_s)
+    return prepare + windows + 1.0
 
 
 def plan_calibration(
     prior: PhysicalModel,
     *,
     engine: str,
+    mode: str | None = None,
     budget_s: float,
     max_input: int,
     max_num_seqs: int | None,
@@ -79,8 +94,6 @@ def plan_calibration(
         ConfigError: the budget does not even cover the engine's load and the first point.
     """
     cap = max_num_seqs or 256
-    # An engine that runs decode on its own is measured in one more window per point.
-    static = engine_class(engine).separate_decode
     candidates = [(b, i, o, why) for b, i, o, why in CORE_POINTS]
     fill = sorted(
         ((b, i, FILL_OUTPUT, "log-spaced fill") for i in FILL_INPUTS for b in FILL_BATCHES),
@@ -97,7 +110,7 @@ def plan_calibration(
         fits_kv = b * (i + o) <= 0.9 * kv_capacity_tokens
         if i < 16 or b > cap or not fits_kv or (b, i, o) in seen:
             continue
-        est = _point_s(prior, b, i, o, window_s, static)
+        est = _point_s(prior, b, i, o, window_s, engine, mode)
         if spent + est > budget_s:
             continue
         seen.add((b, i, o))

@@ -34,6 +34,8 @@ class CalibrationPlan:
     prior: PhysicalModel
     points: list[PlannedPoint]
     spec: PlannedSweep
+    prior_name: str = ""
+    """The bundled profile the point times were predicted from (rescaled to `gpu` when another GPU's)."""
 
 
 def detect_gpu(name: str | None) -> tuple[GpuSpec, str]:
@@ -78,7 +80,7 @@ def make_plan(
     from llm_energy.architectures import load_architecture
     from llm_energy.modeling.fitting import kv_capacity_from_memory
     from llm_energy.modeling.physical import ShapeConstants
-    from llm_energy.modeling.profile import DEFAULT_PROFILE, load_profile
+    from llm_energy.modeling.profile import closest_bundled_profile, load_profile
     from llm_energy.modeling.transfer import transfer
 
     if not 0 < gpu_minutes <= 24 * 60:
@@ -91,13 +93,15 @@ def make_plan(
     longest = min(max_input or shape.max_context_tokens, shape.max_context_tokens)
     if longest < 256:
         raise ConfigError(f"--max-input must be ≥ 256 tokens, got {longest}")
-    base = load_profile(DEFAULT_PROFILE)
+    prior_name = closest_bundled_profile(engine, mode, model, gpu.name)
+    base = load_profile(prior_name)
     assert base.physical is not None
     kv = kv_capacity_from_memory(shape, gpu.memory_bytes) if gpu.memory_bytes and shape.weight_bytes else 1e6
     prior = transfer(base.physical, gpu_spec(base.gpu_name), gpu, kv_capacity_tokens=kv)
     plan = plan_calibration(
         prior,
         engine=engine,
+        mode=mode,
         budget_s=gpu_minutes * 60,
         max_input=longest,
         max_num_seqs=concurrency_cap(engine, options),
@@ -130,7 +134,7 @@ def make_plan(
         device=device,
         planned=points,
     )
-    return CalibrationPlan(gpu, source, prior, plan, spec)
+    return CalibrationPlan(gpu, source, prior, plan, spec, prior_name)
 
 
 def run_plan(plan: CalibrationPlan, store: Any, *, on_point: Callable[[Any], None] | None = None) -> Any:

@@ -48,6 +48,24 @@ def test_sweep_measures_skips_stored_and_marks_larger_batches_infeasible(tmp_sto
     assert tmp_store.count_runs() == before
 
 
+def test_a_time_budget_starts_no_point_once_spent_and_a_resume_measures_the_rest(tmp_store):
+    """The budget is spent during the first point: the 7 others are not started nor stored (their claims go
+    with the sweep); the same sweep without a budget then measures them as an uninterrupted one would."""
+    spec = parse_spec(SPEC)
+
+    def slow(summary):  # the first measured point outlasts the 0.2-s budget
+        if summary.measured == 1 and not summary.over_budget:
+            time.sleep(0.3)
+
+    first = run_sweep(spec, tmp_store, time_budget_s=0.2, on_point=slow)
+    assert (first.measured, first.over_budget, first.skipped, first.infeasible) == (1, 7, 0, 0)
+    assert len({r.config["point_id"] for r in tmp_store.read_runs()}) == 1
+    rest = run_sweep(spec, tmp_store)
+    assert (rest.skipped, rest.measured, rest.infeasible, rest.over_budget) == (1, 5, 2, 0)
+    none = run_sweep(spec, tmp_store, time_budget_s=0.0)
+    assert (none.skipped, none.over_budget, none.measured) == (8, 0, 0)  # stored points are not "over budget"
+
+
 def test_retry_failed_measures_failed_points_again(tmp_store):
     """--retry-failed re-measures stored oom points (and re-derives infeasibility), never ok ones."""
     spec = parse_spec(SPEC)

@@ -69,7 +69,11 @@ def calibrate(
     if out is None:
         raise _fail(ConfigError("calibrate needs -o/--out PROFILE.json (or --dry-run)"))
     _guard(lambda: _check_writable(out))
-    prof = _guard(lambda: _measure_and_fit(plan, db, out, engine, mode, model, show=not as_json))
+    prof = _guard(
+        lambda: _measure_and_fit(
+            plan, db, out, engine, mode, model, budget_s=gpu_minutes * 60, show=not as_json
+        )
+    )
     q = prof.fit_quality.get("loo_energy", {})
     if as_json:
         sys.stdout.write(
@@ -112,7 +116,15 @@ def _print_plan(plan: Any, predicted: float) -> None:
 
 
 def _measure_and_fit(
-    plan: Any, db: Path | None, out: Path, engine: str, mode: str | None, model: str, *, show: bool
+    plan: Any,
+    db: Path | None,
+    out: Path,
+    engine: str,
+    mode: str | None,
+    model: str,
+    *,
+    budget_s: float,
+    show: bool,
 ) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -132,9 +144,21 @@ def _measure_and_fit(
         ) as bar,
     ):
         task = bar.add_task("points", total=len(plan.points))
+        # The budget is kept as well as predicted: no point starts once it is spent, and the fit uses what
+        # was measured (a device call's time limit would otherwise kill a point half-way).
         summary = run_plan(
-            plan, store, on_point=lambda s: bar.update(task, completed=s.skipped + s.measured + s.infeasible)
+            plan,
+            store,
+            budget_s=budget_s,
+            on_point=lambda s: bar.update(
+                task, completed=s.skipped + s.measured + s.infeasible + s.over_budget
+            ),
         )
+        if summary.over_budget:
+            err_console.print(
+                f"the {budget_s / 60:.1f} GPU-minute budget was spent: {summary.over_budget} of "
+                f"{len(plan.points)} planned point(s) not started (the same --db resumes them)"
+            )
         if summary.failures:
             err_console.print(
                 f"{len(summary.failures)} point(s) failed: " + escape("; ".join(summary.failures[:3]))

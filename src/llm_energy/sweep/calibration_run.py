@@ -137,8 +137,17 @@ def make_plan(
     return CalibrationPlan(gpu, source, prior, plan, spec, prior_name)
 
 
-def run_plan(plan: CalibrationPlan, store: Any, *, on_point: Callable[[Any], None] | None = None) -> Any:
-    """Measure the plan's points (resumable: stored points are skipped) and return the sweep summary."""
+def run_plan(
+    plan: CalibrationPlan,
+    store: Any,
+    *,
+    on_point: Callable[[Any], None] | None = None,
+    budget_s: float | None = None,
+) -> Any:
+    """Measure the plan's points (resumable: stored points are skipped) and return the sweep summary.
+
+    With `budget_s`, no point starts after that many seconds (the summary's `over_budget` counts them).
+    """
     from llm_energy.sweep.sweep import run_sweep
 
-    return run_sweep(plan.spec, store, on_point=on_point)
+    return run_sweep(plan.spec, store, on_point=on_point, time_budget_s=budget_s)

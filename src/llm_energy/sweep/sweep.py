@@ -49,6 +49,8 @@ class SweepSummary:
     oom: int = 0
     error: int = 0
     infeasible: int = 0
+    over_budget: int = 0
+    """Points not started because the sweep's time budget was spent (`run_sweep(time_budget_s=...)`)."""
     last: RunResult | None = None
     failures: list[str] = field(default_factory=list)
 
@@ -156,6 +158,8 @@ class _SweepRun:
         self.snapshot: dict[str, dict[str, set[str]]] = {}
         self.oom_at: dict[tuple[Any, ...], int] = {}
         self.deferred: list[Point] = []
+        self.deadline: float | None = None
+        """time.monotonic() after which no point starts (None: no budget)."""
 
     def env_of(self, point: Point) -> str:
         # The environment depends only on where a point runs: detect devices once per device.
@@ -191,6 +195,11 @@ class _SweepRun:
             return False
         if outcome == "stored":
             self.summary.skipped += 1
+            self._notify()
+            return False
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            # Not measured: its claim goes with the sweep's others when it ends, and a resumed sweep takes it.
+            self.summary.over_budget += 1
             self._notify()
             return False
         smallest_oom = self.oom_at.get(_shape(point))
@@ -245,8 +254,12 @@ def run_sweep(
     on_point: Callable[[SweepSummary], None] | None = None,
     executor_kwargs: dict[str, Any] | None = None,
     allow_gpu_settings: bool = False,
+    time_budget_s: float | None = None,
 ) -> SweepSummary:
     """Measure every point of `spec` not yet stored, writing each point's runs as it finishes.
+
+    With `time_budget_s`, no point starts once that many seconds have passed since the call (one already
+    started finishes); the rest are counted in `over_budget`, unclaimed, for a resumed sweep.
 
     Several sweeps may run on one database at once: each point is claimed before it is measured
     (`store.claims`), so it is measured and stored once; a point another sweep is measuring is
@@ -277,6 +290,8 @@ def run_sweep(
     )
     claims = PointClaims(store, retry_failed=retry_failed)
     sweep = _SweepRun(store, claims, summary, on_point)
+    if time_budget_s is not None:
+        sweep.deadline = time.monotonic() + time_budget_s
     try:
         with claims.keep_alive():
             runner.run(group_points(points), sweep.sink, sweep.plan)

@@ -53,11 +53,11 @@ def test_a_time_budget_starts_no_point_once_spent_and_a_resume_measures_the_rest
     with the sweep); the same sweep without a budget then measures them as an uninterrupted one would."""
     spec = parse_spec(SPEC)
 
-    def slow(summary):  # the first measured point outlasts the 0.2-s budget
-        if summary.measured == 1 and not summary.over_budget:
-            time.sleep(0.3)
+    def slow(summary):  # the first measured point outlasts the budget (1.5 s: the first plan, environment
+        if summary.measured == 1 and not summary.over_budget:  # detection included, fits it on a loaded CI)
+            time.sleep(1.6)
 
-    first = run_sweep(spec, tmp_store, time_budget_s=0.2, on_point=slow)
+    first = run_sweep(spec, tmp_store, time_budget_s=1.5, on_point=slow)
     assert (first.measured, first.over_budget, first.skipped, first.infeasible) == (1, 7, 0, 0)
     assert len({r.config["point_id"] for r in tmp_store.read_runs()}) == 1
     rest = run_sweep(spec, tmp_store)

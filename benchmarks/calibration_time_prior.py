@@ -2,7 +2,7 @@
 
 A point's measured time is the gap between its stored run and the one before it in the same device call
 (`created_at`, one-second resolution; the first point of a call also holds the engine's load, so it is left
-out). The prediction is the planner's own (`sweep.calibrate._point_s`) from each prior, rescaled to the
+out). The prediction is the planner's own (`sweep.calibrate.point_seconds`) from each prior, rescaled to the
 recorded GPU as the planner does (`modeling.transfer`).
 
     python benchmarks/calibration_time_prior.py RUNS.csv --engine hf --prior h100-llama-3.1-8b-hf-eager \
@@ -23,7 +23,7 @@ from llm_energy.modeling.fitting import kv_capacity_from_memory
 from llm_energy.modeling.physical import ShapeConstants
 from llm_energy.modeling.profile import load_profile
 from llm_energy.modeling.transfer import transfer
-from llm_energy.sweep.calibrate import _point_s
+from llm_energy.sweep.calibrate import point_seconds
 
 MAX_GAP_S = 120.0
 """A longer gap between two runs is another device call, not one point."""
@@ -48,7 +48,7 @@ def predicted_s(d: pd.DataFrame, prior_name: str, engine: str, gpu_name: str, mo
     prior = transfer(base.physical, gpu_spec(base.gpu_name), gpu, kv_capacity_tokens=kv)
     return np.array(
         [
-            _point_s(prior, int(r.batch_size), int(r.input_len), int(r.output_len), 1.0, engine, str(r.mode))
+            point_seconds(prior, int(r.batch_size), int(r.input_len), int(r.output_len), 1.0, engine, str(r.mode))
             for r in d.itertuples()
         ]
     )

@@ -60,7 +60,7 @@ def _window_s(phase_s: float, window_s: float) -> float:
     return phase_s * max(1, math.ceil(window_s / phase_s)) if phase_s > 0 else window_s
 
 
-def _point_s(
+def point_seconds(
     prior: PhysicalModel, b: int, i: int, o: int, window_s: float, engine: str, mode: str | None
 ) -> float:
     """Predicted seconds to measure one point: preparing it, then its windows (`runner.measure_phases`)."""
@@ -110,7 +110,7 @@ def plan_calibration(
         fits_kv = b * (i + o) <= 0.9 * kv_capacity_tokens
         if i < 16 or b > cap or not fits_kv or (b, i, o) in seen:
             continue
-        est = _point_s(prior, b, i, o, window_s, engine, mode)
+        est = point_seconds(prior, b, i, o, window_s, engine, mode)
         if spent + est > budget_s:
             continue
         seen.add((b, i, o))

@@ -48,7 +48,9 @@ def predicted_s(d: pd.DataFrame, prior_name: str, engine: str, gpu_name: str, mo
     prior = transfer(base.physical, gpu_spec(base.gpu_name), gpu, kv_capacity_tokens=kv)
     return np.array(
         [
-            point_seconds(prior, int(r.batch_size), int(r.input_len), int(r.output_len), 1.0, engine, str(r.mode))
+            point_seconds(
+                prior, int(r.batch_size), int(r.input_len), int(r.output_len), 1.0, engine, str(r.mode)
+            )
             for r in d.itertuples()
         ]
     )

@@ -143,3 +143,23 @@ def test_cli_dry_run_lists_points_and_estimate(tmp_path):
     assert "8 points" in result.output
     assert "estimated wall time" in result.output  # simulated points: no GPU time to estimate
     assert not (tmp_path / "r.db").exists()
+
+
+def test_sweep_cli_max_minutes_stops_starting_points_and_says_so(tmp_path):
+    """`sweep --max-minutes`: a budget spent before the first point stores nothing and says how to go on;
+    a bad value is one line and exit 2; the rerun measures every point."""
+    from typer.testing import CliRunner
+
+    from llm_energy.cli import app
+
+    spec, db = tmp_path / "s.yaml", tmp_path / "r.db"
+    spec.write_text(SPEC)
+    cli = CliRunner()
+    spent = cli.invoke(app, ["sweep", str(spec), "--db", str(db), "--max-minutes", "0.000001"])
+    assert spent.exit_code == 0, spent.output
+    assert "8 not started (--max-minutes spent; rerun to resume)" in " ".join(spent.output.split())
+    assert Store(db).count_runs() == 0
+    bad = cli.invoke(app, ["sweep", str(spec), "--db", str(db), "--max-minutes", "0"])
+    assert bad.exit_code == 2 and "--max-minutes must be > 0, got 0.0" in bad.output
+    again = cli.invoke(app, ["sweep", str(spec), "--db", str(db)])
+    assert again.exit_code == 0 and "6 measured" in again.output

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from llm_energy.cli.app import DbOption, _guard, _open_store, app, console, err_console, esc, fold
+from llm_energy.cli.app import DbOption, _fail, _guard, _open_store, app, console, err_console, esc, fold
 from llm_energy.cli.measure import AllowGpuSettingsOption, _recover_gpu_settings
+from llm_energy.errors import ConfigError
 
 if TYPE_CHECKING:
     from llm_energy.sweep.spec import Point, SweepSpec
@@ -30,12 +31,18 @@ def sweep(
     executor: Annotated[str, typer.Option(help="local | ray")] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (ray executor)")] = None,
     allow_gpu_settings: AllowGpuSettingsOption = False,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(help="start no point after this many minutes (one running finishes); rerun to resume"),
+    ] = None,
 ) -> None:
     """Measure every point of a sweep spec; rerunning resumes where it stopped."""
     from llm_energy.engines import check_installed
     from llm_energy.sweep.spec import load_spec
     from llm_energy.sweep.sweep import check_sweep_gpu_settings
 
+    if max_minutes is not None and not max_minutes > 0:
+        raise _fail(ConfigError(f"--max-minutes must be > 0, got {max_minutes}"))
     _guard(_recover_gpu_settings)
     spec = _guard(lambda: load_spec(spec_path))
     points = _guard(spec.points)
@@ -61,12 +68,18 @@ def sweep(
             retry_failed=retry_failed,
             address=address,
             allow_gpu_settings=allow_gpu_settings,
+            time_budget_s=None if max_minutes is None else max_minutes * 60,
         )
+    )
+    over = (
+        f", {summary.over_budget} not started (--max-minutes spent; rerun to resume)"
+        if summary.over_budget
+        else ""
     )
     console.print(
         f"{summary.total} points: {summary.measured} measured ({summary.ok} ok runs, {summary.oom} oom, "
         f"{summary.error} error), {summary.skipped} already stored, {summary.infeasible} infeasible "
-        f"(not tried) → {esc(path)}"
+        f"(not tried){over} → {esc(path)}"
     )
     for line in summary.failures[:20]:
         err_console.print(f"[yellow]{esc(line)}[/]")
@@ -164,6 +177,6 @@ def _run_with_progress(spec: SweepSpec, total: int, db: Path | None, **kwargs: A
 
         def on_point(s: Any) -> None:
             last = "" if s.last is None else _last_point(s.last)
-            progress.update(task, completed=s.skipped + s.measured + s.infeasible, last=last)
+            progress.update(task, completed=s.skipped + s.measured + s.infeasible + s.over_budget, last=last)
 
         return run_sweep(spec, store, on_point=on_point, **kwargs), store.path

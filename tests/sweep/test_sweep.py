@@ -163,3 +163,19 @@ def test_sweep_cli_max_minutes_stops_starting_points_and_says_so(tmp_path):
     assert bad.exit_code == 2 and "--max-minutes must be > 0, got 0.0" in bad.output
     again = cli.invoke(app, ["sweep", str(spec), "--db", str(db)])
     assert again.exit_code == 0 and "6 measured" in again.output
+
+
+def test_a_spent_budget_does_not_wait_for_a_point_another_sweep_holds(tmp_store):
+    """Another live sweep holds one point: with the budget spent, this sweep counts it as not started instead
+    of waiting for the other sweep to finish it (which could take the whole lease)."""
+    from llm_energy.store.claims import Owner, PointClaims
+    from llm_energy.sweep.sweep import environment_id
+
+    spec = parse_spec(SPEC)
+    held = spec.points()[0]
+    other = PointClaims(tmp_store, owner=Owner(token="othersweep01"))
+    assert other.claim(held.point_id(), environment_id(held)) == "claimed"
+    t0 = time.monotonic()
+    summary = run_sweep(spec, tmp_store, time_budget_s=0.0)
+    assert time.monotonic() - t0 < 10.0
+    assert (summary.over_budget, summary.measured, summary.skipped) == (8, 0, 0)

@@ -150,9 +150,7 @@ def _measure_and_fit(
             plan,
             store,
             budget_s=budget_s,
-            on_point=lambda s: bar.update(
-                task, completed=s.skipped + s.measured + s.infeasible + s.over_budget
-            ),
+            on_point=lambda s: bar.update(task, completed=s.settled),
         )
         if summary.over_budget:
             err_console.print(

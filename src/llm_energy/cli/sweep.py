@@ -177,6 +177,6 @@ def _run_with_progress(spec: SweepSpec, total: int, db: Path | None, **kwargs: A
 
         def on_point(s: Any) -> None:
             last = "" if s.last is None else _last_point(s.last)
-            progress.update(task, completed=s.skipped + s.measured + s.infeasible + s.over_budget, last=last)
+            progress.update(task, completed=s.settled, last=last)
 
         return run_sweep(spec, store, on_point=on_point, **kwargs), store.path

@@ -54,6 +54,11 @@ class SweepSummary:
     last: RunResult | None = None
     failures: list[str] = field(default_factory=list)
 
+    @property
+    def settled(self) -> int:
+        """Points this sweep is done with, measured or not (a progress bar's count)."""
+        return self.skipped + self.measured + self.infeasible + self.over_budget
+
 
 def group_points(points: Sequence[Point]) -> list[Group]:
     """Group points that share a loaded model, keeping each group's order (shape, then batch size)."""
@@ -149,6 +154,7 @@ class _SweepRun:
         claims: PointClaims,
         summary: SweepSummary,
         on_point: Callable[[SweepSummary], None] | None,
+        deadline: float | None = None,
     ) -> None:
         self.store = store
         self.claims = claims
@@ -158,7 +164,7 @@ class _SweepRun:
         self.snapshot: dict[str, dict[str, set[str]]] = {}
         self.oom_at: dict[tuple[Any, ...], int] = {}
         self.deferred: list[Point] = []
-        self.deadline: float | None = None
+        self.deadline = deadline
         """time.monotonic() after which no point starts (None: no budget)."""
 
     def env_of(self, point: Point) -> str:
@@ -183,24 +189,28 @@ class _SweepRun:
         """Second pass: wait until a deferred point is stored elsewhere or can be claimed here."""
         return self._plan(point, wait=True)
 
+    def _spent(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
     def _plan(self, point: Point, *, wait: bool) -> bool:
         outcome = (
             "stored" if self._stored_ok(point) else self.claims.claim(point.point_id(), self.env_of(point))
         )
-        while outcome == "busy" and wait:
+        while outcome == "busy" and wait and not self._spent():
             time.sleep(CLAIM_POLL_S)
             outcome = self.claims.claim(point.point_id(), self.env_of(point))
-        if outcome == "busy":
-            self.deferred.append(point)
-            return False
         if outcome == "stored":
             self.summary.skipped += 1
             self._notify()
             return False
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            # Not measured: its claim goes with the sweep's others when it ends, and a resumed sweep takes it.
+        if self._spent():
+            # Not started here, whether claimed (the claim goes with the sweep's others when it ends) or held
+            # by another sweep (not waited for): a resumed sweep takes it.
             self.summary.over_budget += 1
             self._notify()
+            return False
+        if outcome == "busy":
+            self.deferred.append(point)
             return False
         smallest_oom = self.oom_at.get(_shape(point))
         if smallest_oom is not None and point.batch_size > smallest_oom:
@@ -289,9 +299,8 @@ def run_sweep(
         **(executor_kwargs or {}),
     )
     claims = PointClaims(store, retry_failed=retry_failed)
-    sweep = _SweepRun(store, claims, summary, on_point)
-    if time_budget_s is not None:
-        sweep.deadline = time.monotonic() + time_budget_s
+    deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
+    sweep = _SweepRun(store, claims, summary, on_point, deadline)
     try:
         with claims.keep_alive():
             runner.run(group_points(points), sweep.sink, sweep.plan)

@@ -162,11 +162,12 @@ def _render_checks(checks: list[Any]) -> None:
             num(c.measured_attainment_pct, ".1f"),
         )  # fmt: skip
     console.print(fold(t))
-    choice, runner, held = span.get("choice"), span.get("runner-up"), verdict(checks)
-    if choice is not None and runner is not None and held is not None:
+    held = verdict(checks)
+    if held is not None:  # both roles were replayed and metered: both have a common-span figure
         missed = [c.role for c in checks if not c.meets_slo]
         console.print(
-            f"on a common span the choice measured {choice:,.1f} J/request, the runner-up {runner:,.1f}"
+            f"on a common span the choice measured {span['choice']:,.1f} J/request, "
+            f"the runner-up {span['runner-up']:,.1f}"
             + (f" ({' and '.join(missed)} missed the SLO)" if missed else "")
             + f": the recommendation {held}"
         )

@@ -22,14 +22,13 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from llm_energy.errors import ConfigError
-from llm_energy.recommend.simulated import SimCandidate, SimRecommendation
+from llm_energy.recommend.simulated import DEFAULT_ATTAINMENT, SimCandidate, SimRecommendation
 
 ServerFactory = Callable[[SimCandidate], Sequence[Any]]
 """Returns the (not started) servers of one candidate: one per instance."""
 
-SLO_ATTAINMENT_PCT = 99.0
-"""Share of requests (%) a measured replay must serve within the SLO to meet it: the simulated ranking's
-default `attainment` of 0.99."""
+SLO_ATTAINMENT_PCT = 100 * DEFAULT_ATTAINMENT
+"""Share of requests (%) a measured replay must serve within the SLO to meet it: the simulated ranking's."""
 
 
 def idle_filled_j(energy_j: float, own_span_s: float, span_s: float, idle_power_w: float | None) -> float:
@@ -112,13 +111,12 @@ def common_span(checks: Sequence[OnlineCheck]) -> dict[str, float | None]:
 
 def verdict(checks: Sequence[OnlineCheck]) -> str | None:
     """Verdict "holds" or "does not hold": the choice vs the runner-up on the common span (None: no pair)."""
-    by_role = {c.role: c for c in checks}
-    span = common_span(checks)
+    by_role, span = {c.role: c for c in checks}, common_span(checks)
     choice, runner = by_role.get("choice"), by_role.get("runner-up")
-    if choice is None or runner is None or span.get("choice") is None or span.get("runner-up") is None:
+    choice_j, runner_j = span.get("choice"), span.get("runner-up")
+    if choice is None or runner is None or choice_j is None or runner_j is None:
         return None
-    cheaper = (span["choice"] or 0.0) <= (span["runner-up"] or 0.0)
-    return "holds" if choice.meets_slo and (cheaper or not runner.meets_slo) else "does not hold"
+    return "holds" if choice.meets_slo and (choice_j <= runner_j or not runner.meets_slo) else "does not hold"
 
 
 class VllmLaunch(NamedTuple):

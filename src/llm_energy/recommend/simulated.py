@@ -21,6 +21,9 @@ from llm_energy.errors import ConfigError
 MAX_NUM_SEQS = (16, 32, 64, 128, 256)
 """`max_num_seqs` values tried per profile (capped by the profile's own)."""
 
+DEFAULT_ATTAINMENT = 0.99
+"""Share of requests that must meet the SLO for a configuration to meet it (simulated or measured)."""
+
 
 @dataclass(frozen=True)
 class SimCandidate:
@@ -117,7 +120,7 @@ def recommend_by_simulation(
     slo_s: Mapping[str, float],
     window: tuple[float, float] | None = None,
     clocks_mhz: Sequence[float] = (),
-    attainment: float = 0.99,
+    attainment: float = DEFAULT_ATTAINMENT,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SimRecommendation:
     """Simulate every candidate on the trace window and pick the least energy per request meeting the SLO.

@@ -1,4 +1,4 @@
-"""The HF engine's GPU modes on a real GPU with the tiny model: run on the device."""
+"""The HF engine's GPU modes on a real GPU (tiny model; Llama-3.2-1B where the GPU must set the pace)."""
 
 from __future__ import annotations
 
@@ -34,21 +34,20 @@ def test_cudagraphs_and_compiled_match_eager_tokens():
 
 
 def test_run_point_on_gpu_measures_each_phase():
-    """On the GPU every phase has measured GPU energy; prefill + decode ≈ total within the bounds."""
+    """On the GPU every phase has measured GPU energy; prefill + decode ≈ total within the bounds.
+
+    A GPU-bound shape (Llama-3.2-1B layers, bf16, batch 32, input 512): on the tiny model a step takes
+    ~0.2 ms, the host sets the pace, and the windows' step times moved by milliseconds with what ran
+    around them (docs/results/gpu-tests-h200.md), more than the 10% this identity allows.
+    """
     from llm_energy.meters.zeus import ZeusGpu
 
+    shape = {"batch_size": 32, "input_len": 512, "output_len": 64}
     point = make_point(
-        model="tiny",
-        engine="hf",
-        mode="cudagraphs",
-        batch_size=8,
-        input_len=64,
-        output_len=32,
-        dtype="float32",
-        device="cuda",
+        model="llama-3.2-1b", engine="hf", mode="cudagraphs", dtype="bfloat16", device="cuda", **shape
     )
     engine = HFEngine(
-        HFEngineConfig(mode="cudagraphs", device="cuda", dtype="float32"), load_architecture("tiny")
+        HFEngineConfig(mode="cudagraphs", device="cuda", dtype="bfloat16"), load_architecture("llama-3.2-1b")
     )
     engine.load()
     gpu = ZeusGpu(0)
@@ -57,8 +56,11 @@ def test_run_point_on_gpu_measures_each_phase():
     engine.close()
     assert result.status == "ok", result.error
     p, d, t = (result.phases[k] for k in ("prefill", "decode", "total"))
-    for phase in (p, d, t):
+    for name, phase in (("prefill", p), ("decode", d), ("total", t)):
         assert phase.measurement.source["gpu:0"] == "measured"
         assert phase.energy_j > 0
+        print(
+            f"{name}: {phase.energy_j:.2f} J ± {phase.uncertainty_j:.2f} in {phase.duration_s * 1e3:.2f} ms"
+        )
     bound = p.uncertainty_j + d.uncertainty_j + t.uncertainty_j
     assert abs(p.energy_j + d.energy_j - t.energy_j) <= bound + 0.1 * t.energy_j

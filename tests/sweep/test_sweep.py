@@ -179,3 +179,24 @@ def test_a_spent_budget_does_not_wait_for_a_point_another_sweep_holds(tmp_store)
     summary = run_sweep(spec, tmp_store, time_budget_s=0.0)
     assert time.monotonic() - t0 < 10.0
     assert (summary.over_budget, summary.measured, summary.skipped) == (8, 0, 0)
+
+
+def test_resume_ids_follow_each_engines_packages(tmp_path):
+    """A sweep mixing HF and vLLM looks for each point's stored runs under that engine's own env id.
+
+    The id holds the engine's package versions (vLLM's only for vLLM runs); one id per device made a resumed
+    H200 sweep measure its eight stored vLLM points again.
+    """
+    from llm_energy.store.claims import PointClaims
+    from llm_energy.sweep.spec import make_point
+    from llm_energy.sweep.sweep import SweepSummary, _SweepRun, environment_id
+
+    store = Store(tmp_path / "runs.db")
+    run = _SweepRun(store, PointClaims(store), SweepSummary(), None)
+    hf, vllm = (
+        make_point(model="tiny", engine=e, batch_size=1, input_len=8, output_len=4, device="cpu")
+        for e in ("hf", "vllm")
+    )
+    assert run.env_of(hf) == environment_id(hf)
+    assert run.env_of(vllm) == environment_id(vllm)
+    assert run.env_of(vllm) != run.env_of(hf)

@@ -168,8 +168,11 @@ class _SweepRun:
         """time.monotonic() after which no point starts (None: no budget)."""
 
     def env_of(self, point: Point) -> str:
-        # The environment depends only on where a point runs: detect devices once per device.
-        key = (engine_descriptor(point.engine).simulated, point.device)
+        # The environment depends on where a point runs and on its engine's packages (a vLLM run's id holds
+        # vLLM's version, an HF run's does not): detect once per such pair, or a resumed sweep that mixes
+        # the two looks for vLLM's stored runs under HF's id and measures them again.
+        descriptor = engine_descriptor(point.engine)
+        key = (descriptor.simulated, descriptor.packages, point.device)
         if key not in self.env_ids:
             self.env_ids[key] = environment_id(point)
         return self.env_ids[key]

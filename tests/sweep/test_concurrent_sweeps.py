@@ -71,7 +71,8 @@ def test_a_sweep_killed_mid_point_leaves_a_claim_that_the_resume_takes_over(tmp_
         deadline = time.monotonic() + 60
         while stale is None and time.monotonic() < deadline:
             time.sleep(0.05)
-            if db.exists():
+            # The sweep creates the file before SQLite writes its header: an empty file is not a store yet.
+            if db.exists() and db.stat().st_size > 0:
                 with Store(db, read_only=True) as store:
                     stored = store.point_statuses()
                 with closing(sqlite3.connect(db, timeout=5)) as raw:

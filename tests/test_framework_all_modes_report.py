@@ -11,14 +11,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "docs/results/2026-12-02-h200-framework-all-modes"
 
 
-def _report():
+@pytest.fixture(scope="module")
+def runs():
+    """The figure's runs as the report script loads them, once for the module."""
     spec = importlib.util.spec_from_file_location(
         "framework_report", ROOT / "benchmarks/framework_all_modes_report.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    return module.load(RAW)
 
 
 def _j(runs, machine, config, batch):
@@ -27,8 +29,7 @@ def _j(runs, machine, config, batch):
     return float(row.j_per_request.iloc[0])
 
 
-def test_every_point_measured_once_per_machine():
-    runs = _report().load(RAW)
+def test_every_point_measured_once_per_machine(runs):
     counts = runs.groupby("machine").size().to_dict()
     # A: HF eager, paged, both vLLM modes (16) + cudagraphs at 1 and 8; B: both vLLM modes again (8),
     # cudagraphs at 64 and 128, compiled (4) and the eager anchor (4).
@@ -48,15 +49,13 @@ def test_every_point_measured_once_per_machine():
         ("A", "vllm/cudagraphs", 1, 0.58),
     ],
 )
-def test_quoted_ratios_over_hf_eager_on_the_same_machine(machine, config, batch, ratio):
-    runs = _report().load(RAW)
+def test_quoted_ratios_over_hf_eager_on_the_same_machine(runs, machine, config, batch, ratio):
     assert _j(runs, machine, config, batch) / _j(runs, machine, "hf/eager", batch) == pytest.approx(
         ratio, abs=0.005
     )
 
 
-def test_compiled_modes_never_cost_more_than_eager_on_their_machine():
-    runs = _report().load(RAW)
+def test_compiled_modes_never_cost_more_than_eager_on_their_machine(runs):
     for (machine, config, batch), _ in runs.groupby(["machine", "config", "batch_size"]):
         if config in ("hf/compiled", "hf/cudagraphs"):
             assert _j(runs, machine, config, batch) < _j(runs, machine, "hf/eager", batch)

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Device call(s) (one H200, 2026-12-02; issue 18): the seed's framework figure for EVERY engine mode on one host —
+# Device call(s) (one H200, 2026-12-02; issue 18): the seed's framework figure for EVERY engine mode —
 # HF eager, HF paged, vLLM eager and vLLM with CUDA graphs (benchmarks/specs/h200-framework-all-modes-a.yaml),
-# then HF cudagraphs and compiled (…-b.yaml; ~80-100 s of torch.compile per batch size) — input 512 / output 64,
+# then HF cudagraphs and compiled (…-b.yaml; 48-75 s of torch.compile per batch size as run) — input 512 / output 64,
 # batch 1/8/64/128, into one database. It needs more than one 10-minute call: the database is kept in
 # fwstate/framework.db, which the next call carries back (`carry: ["fwstate"]`), and `sweep --max-minutes`
 # starts no point that could not finish before the call's end, so a rerun resumes where the last call stopped.
+# Calls that land on another machine are another host: the run of 2026-12-02 did (framework-h200.md).
 # Usage: [PARTS="a b"] bash benchmarks/device/2026-12-02-h200-framework-all-modes.sh END_S  (seconds it may use)
 # Part c (…-c.yaml, HF eager alone) measures HF eager again on the host that ran the last compiled points.
 # Prelude (the command line of the call): Zeus wheel + vLLM bundle (see 2026-12-02-h200-calibrate-vllm.sh).
